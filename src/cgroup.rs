@@ -1,0 +1,532 @@
+//! One cgroup v2 directory: find the mount, create, enable controllers, write limits, move a
+//! process in, read the kernel's counters, remove.
+//!
+//! Every write goes through [`write_file`], which never creates a file (a cgroup's files
+//! exist or the kernel does not offer them) and whose error names the path, the data and the
+//! OS error: `failed to write "4096" to /sys/fs/cgroup/x/memory.max: Invalid argument`.
+
+use std::ffi::OsStr;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+use nix::unistd::Pid;
+
+use crate::Error;
+
+/// Where this program's own cgroups are created, unless `--parent` says otherwise, and the
+/// prefix that marks them as ours: `clone-cgroup-<pid>-<n>`.
+pub const NAME_PREFIX: &str = "clone-cgroup-";
+
+/// The cgroup2 filesystem this process sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cgroup2Mount {
+    /// Where it is mounted, e.g. `/sys/fs/cgroup` (or `/sys/fs/cgroup/unified` on a hybrid host).
+    pub path: PathBuf,
+}
+
+impl Cgroup2Mount {
+    /// Finds the cgroup2 mount in `/proc/self/mountinfo` and checks it with `statfs`.
+    ///
+    /// The error says what was found instead: no cgroup2 at all is a host with only cgroup v1.
+    pub fn find() -> Result<Cgroup2Mount, Error> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
+        let path = cgroup2_mount_points(&mountinfo)
+            .into_iter()
+            .find(|p| is_cgroup2(p))
+            .ok_or_else(|| {
+                Error::cannot_run(
+                    "no cgroup2 filesystem is mounted (only cgroup v1): mount one with \
+                     `mount -t cgroup2 none /sys/fs/cgroup`, boot with \
+                     systemd.unified_cgroup_hierarchy=1, or run the scenarios in the VM \
+                     (scripts/demo.sh)",
+                )
+            })?;
+        Ok(Cgroup2Mount { path })
+    }
+
+    /// Fails with a "cannot run" error unless `controller` is offered at the root of this
+    /// mount (listed in its `cgroup.controllers`).
+    pub fn require_controller(&self, controller: &str) -> Result<(), Error> {
+        let file = self.path.join("cgroup.controllers");
+        let offered = read_file(&file)?;
+        if has_word(&offered, controller) {
+            return Ok(());
+        }
+        Err(Error::cannot_run(format!(
+            "cgroup2 is mounted at {} but the {controller} controller is not available there \
+             ({} lists \"{}\"){}",
+            self.path.display(),
+            file.display(),
+            offered.trim(),
+            if self.path.ends_with("unified") {
+                ": this host binds it to cgroup v1 (a hybrid hierarchy); boot with \
+                 systemd.unified_cgroup_hierarchy=1 or run the scenarios in the VM \
+                 (scripts/demo.sh)"
+            } else {
+                ": it is bound to a cgroup v1 hierarchy or missing from the kernel \
+                 (CONFIG_MEMCG / CONFIG_CGROUP_PIDS)"
+            }
+        )))
+    }
+
+    /// Resolves `path` and checks that it is a directory of this cgroup2 mount.
+    ///
+    /// Symlinks and `..` are resolved first, so a path that only *looks* like it is under the
+    /// mount is refused. Nothing is written.
+    pub fn resolve_dir(&self, path: &Path) -> Result<PathBuf, Error> {
+        let real = fs::canonicalize(path)
+            .map_err(|e| Error::cannot_run(format!("cgroup directory {}: {e}", path.display())))?;
+        let inside = real.starts_with(&self.path)
+            && real
+                .strip_prefix(&self.path)
+                .map(|rest| rest.components().all(|c| matches!(c, Component::Normal(_))))
+                .unwrap_or(false);
+        if !inside || !is_cgroup2(&real) || !real.join("cgroup.procs").is_file() {
+            return Err(Error::cannot_run(format!(
+                "{} is not a cgroup v2 directory under the cgroup2 mount {}",
+                path.display(),
+                self.path.display()
+            )));
+        }
+        Ok(real)
+    }
+}
+
+/// Mount points of `cgroup2` filesystems in the text of `/proc/self/mountinfo`.
+pub fn cgroup2_mount_points(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            // "36 25 0:31 / /sys/fs/cgroup rw,... shared:9 - cgroup2 cgroup2 rw,..."
+            let (left, right) = line.split_once(" - ")?;
+            let fstype = right.split_whitespace().next()?;
+            let mount_point = left.split_whitespace().nth(4)?;
+            (fstype == "cgroup2").then(|| PathBuf::from(unescape_mountinfo(mount_point)))
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\040`-style octal.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4);
+        if bytes[i] == b'\\' && octal.is_some_and(|o| o.iter().all(|b| (b'0'..=b'7').contains(b))) {
+            let value = octal
+                .unwrap()
+                .iter()
+                .fold(0u8, |v, b| v.wrapping_mul(8) + (b - b'0'));
+            out.push(value);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn is_cgroup2(path: &Path) -> bool {
+    statfs(path)
+        .map(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false)
+}
+
+fn has_word(list: &str, word: &str) -> bool {
+    list.split_whitespace().any(|w| w == word)
+}
+
+/// Writes `data` to an existing cgroup file in one `write(2)`.
+///
+/// The kernel acts on each write as one command, so the data goes out in a single call; the
+/// file is never created.
+pub fn write_file(path: &Path, data: &str) -> Result<(), Error> {
+    let fail = |e: io::Error| Error::Io {
+        context: format!("failed to write {data:?} to {}", path.display()),
+        source: e,
+    };
+    let mut file = OpenOptions::new().write(true).open(path).map_err(fail)?;
+    let n = file.write(data.as_bytes()).map_err(fail)?;
+    if n != data.len() {
+        return Err(fail(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "short write",
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a whole cgroup file; the error names it.
+pub fn read_file(path: &Path) -> Result<String, Error> {
+    fs::read_to_string(path)
+        .map_err(|e| Error::io(&format!("failed to read {}", path.display()), e))
+}
+
+/// Parses a "flat keyed" cgroup file (`memory.events`, `pids.events`): `key value` per line.
+pub fn parse_flat_keyed(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            Some((key.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The counters of `memory.events` that tell whether the limit bit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryEvents {
+    /// Times usage hit memory.max and the kernel had to reclaim.
+    pub max: u64,
+    /// Times reclaim failed and the cgroup was out of memory.
+    pub oom: u64,
+    /// Processes the OOM killer killed in this cgroup.
+    pub oom_kill: u64,
+}
+
+impl MemoryEvents {
+    /// Reads the three counters out of the text of `memory.events`.
+    pub fn parse(text: &str) -> MemoryEvents {
+        let mut events = MemoryEvents::default();
+        for (key, value) in parse_flat_keyed(text) {
+            match key.as_str() {
+                "max" => events.max = value,
+                "oom" => events.oom = value,
+                "oom_kill" => events.oom_kill = value,
+                _ => {}
+            }
+        }
+        events
+    }
+}
+
+impl std::fmt::Display for MemoryEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "max {} oom {} oom_kill {}",
+            self.max, self.oom, self.oom_kill
+        )
+    }
+}
+
+/// A cgroup v2 directory. One this program created is removed when dropped; one given by the
+/// user (`--cgroup`) never is.
+#[derive(Debug)]
+pub struct Cgroup {
+    path: PathBuf,
+    owned: bool,
+}
+
+impl Cgroup {
+    /// Creates a new cgroup with a fresh name `clone-cgroup-<our pid>-<n>` under `parent`.
+    ///
+    /// `mkdir` fails with EEXIST rather than reuse a directory, so an existing cgroup (someone
+    /// else's, or a stale one of ours) is never adopted: the next `n` is tried instead.
+    pub fn create_unique(parent: &Path) -> Result<Cgroup, Error> {
+        let pid = std::process::id();
+        for n in 0..100 {
+            let path = parent.join(format!("{NAME_PREFIX}{pid}-{n}"));
+            match fs::create_dir(&path) {
+                Ok(()) => return Ok(Cgroup { path, owned: true }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(Error::io(
+                        &format!("failed to create cgroup {}", path.display()),
+                        e,
+                    ))
+                }
+            }
+        }
+        Err(Error::cannot_run(format!(
+            "100 cgroups named {NAME_PREFIX}{pid}-* already exist under {}",
+            parent.display()
+        )))
+    }
+
+    /// Uses an existing cgroup directory, already checked with [`Cgroup2Mount::resolve_dir`].
+    /// It is left in place at the end.
+    pub fn existing(path: PathBuf) -> Cgroup {
+        Cgroup { path, owned: false }
+    }
+
+    /// The cgroup's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether this program created it (and so removes it).
+    pub fn is_owned(&self) -> bool {
+        self.owned
+    }
+
+    /// The path of one of the cgroup's files.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Writes `value` to the cgroup's file `name`.
+    pub fn write(&self, name: &str, value: &str) -> Result<(), Error> {
+        write_file(&self.file(name), value)
+    }
+
+    /// Reads the cgroup's file `name`.
+    pub fn read(&self, name: &str) -> Result<String, Error> {
+        read_file(&self.file(name))
+    }
+
+    /// Whether the cgroup has a file `name` (interface files appear only for enabled
+    /// controllers, and some only on newer kernels or with swap accounting).
+    pub fn has_file(&self, name: &str) -> bool {
+        self.file(name).exists()
+    }
+
+    /// Moves a process into this cgroup by writing its pid to `cgroup.procs`.
+    ///
+    /// Only memory charged from now on lands here: pages the process touched before the move
+    /// stay charged to its old cgroup.
+    pub fn add_process(&self, pid: Pid) -> Result<(), Error> {
+        self.write("cgroup.procs", &pid.to_string())
+    }
+
+    /// The pids listed in `cgroup.procs`.
+    pub fn processes(&self) -> Result<Vec<Pid>, Error> {
+        Ok(self
+            .read("cgroup.procs")?
+            .split_whitespace()
+            .filter_map(|s| s.parse().ok())
+            .map(Pid::from_raw)
+            .collect())
+    }
+
+    /// `memory.events`: how often the limit was hit, OOM happened, and processes were killed.
+    pub fn memory_events(&self) -> Result<MemoryEvents, Error> {
+        Ok(MemoryEvents::parse(&self.read("memory.events")?))
+    }
+
+    /// `memory.peak` in bytes, or `None` on kernels before 5.19 that lack the file.
+    pub fn memory_peak(&self) -> Result<Option<u64>, Error> {
+        if !self.has_file("memory.peak") {
+            return Ok(None);
+        }
+        let text = self.read("memory.peak")?;
+        text.trim().parse().map(Some).map_err(|_| {
+            Error::Failed(format!(
+                "{} holds {:?}, not a number",
+                self.file("memory.peak").display(),
+                text.trim()
+            ))
+        })
+    }
+
+    /// Removes the cgroup now if this program created it; the error says why not.
+    ///
+    /// `rmdir` fails with EBUSY while the cgroup has processes or children, so reap the child
+    /// first. A just-reaped child can hold the cgroup busy for a moment longer, so EBUSY is
+    /// retried for up to a second.
+    pub fn remove(mut self) -> Result<(), Error> {
+        let result = self.remove_dir();
+        self.owned = false;
+        result
+    }
+
+    fn remove_dir(&self) -> Result<(), Error> {
+        if !self.owned {
+            return Ok(());
+        }
+        let mut last = None;
+        for _ in 0..100 {
+            match fs::remove_dir(&self.path) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    last = Some(e);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => {
+                    last = Some(e);
+                    break;
+                }
+            }
+        }
+        Err(Error::io(
+            &format!("failed to remove cgroup {}", self.path.display()),
+            last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EBUSY)),
+        ))
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // The error paths end here; the normal path calls remove() and reports its result.
+        if let Err(e) = self.remove_dir() {
+            eprintln!("warning: {e}");
+        }
+    }
+}
+
+/// Makes `controller` available to the children of `parent` by writing `+controller` to its
+/// `cgroup.subtree_control`, unless it already is. Returns whether it wrote.
+///
+/// The no-internal-process rule: a cgroup other than the root may not both hold processes and
+/// hand a controller down to children, so the write fails with EBUSY when `parent` has
+/// processes of its own. The error then says so and suggests another parent.
+pub fn enable_controller(parent: &Path, controller: &str) -> Result<bool, Error> {
+    let subtree_control = parent.join("cgroup.subtree_control");
+    if has_word(&read_file(&subtree_control)?, controller) {
+        return Ok(false);
+    }
+    let offered = read_file(&parent.join("cgroup.controllers"))?;
+    if !has_word(&offered, controller) {
+        return Err(Error::cannot_run(format!(
+            "the {controller} controller is not enabled for {parent} ({} lists \"{}\"); enable \
+             it in the cgroups above first, or choose another --parent",
+            parent.join("cgroup.controllers").display(),
+            offered.trim(),
+            parent = parent.display(),
+        )));
+    }
+    let change = format!("+{controller}");
+    match write_file(&subtree_control, &change) {
+        Ok(()) => Ok(true),
+        Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EBUSY) => {
+            Err(Error::cannot_run(format!(
+                "cannot write {change:?} to {}: EBUSY, the no-internal-process rule: {} holds \
+                 processes, so it may not hand controllers to child cgroups; pass --parent with \
+                 a cgroup that has no processes of its own (for example a new, empty one)",
+                subtree_control.display(),
+                parent.display()
+            )))
+        }
+        Err(e) => Err(Error::cannot_run(format!(
+            "the {controller} controller is not enabled in {} and enabling it failed ({e}); \
+             fix: echo {change} > {}",
+            subtree_control.display(),
+            subtree_control.display()
+        ))),
+    }
+}
+
+/// The cgroup of process `pid` in the v2 hierarchy, from `/proc/PID/cgroup` (`0::/path`).
+pub fn cgroup_of(pid: Pid) -> Result<String, Error> {
+    let file = format!("/proc/{pid}/cgroup");
+    let text =
+        fs::read_to_string(&file).map_err(|e| Error::io(&format!("failed to read {file}"), e))?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("?")
+        .to_string())
+}
+
+/// Whether a directory name is one this program creates, and the pid it was made by.
+pub fn own_name_pid(name: &OsStr) -> Option<Pid> {
+    let rest = name.to_str()?.strip_prefix(NAME_PREFIX)?;
+    let (pid, n) = rest.split_once('-')?;
+    n.parse::<u32>().ok()?;
+    pid.parse().ok().map(Pid::from_raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_cgroup2_mounts_on_hybrid_and_unified_hosts() {
+        let hybrid = "\
+25 30 0:23 / /sys/fs/cgroup ro,nosuid shared:9 - tmpfs tmpfs ro,mode=755
+26 25 0:24 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw,nsdelegate
+30 25 0:28 / /sys/fs/cgroup/memory rw shared:14 - cgroup cgroup rw,memory
+";
+        assert_eq!(
+            cgroup2_mount_points(hybrid),
+            vec![PathBuf::from("/sys/fs/cgroup/unified")]
+        );
+        let v1_only = "30 25 0:28 / /sys/fs/cgroup/memory rw shared:14 - cgroup cgroup rw,memory\n";
+        assert!(cgroup2_mount_points(v1_only).is_empty());
+        let escaped = "26 25 0:24 / /mnt/my\\040cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup2_mount_points(escaped),
+            vec![PathBuf::from("/mnt/my cgroup")]
+        );
+    }
+
+    #[test]
+    fn parses_memory_events() {
+        let text = "low 0\nhigh 0\nmax 35\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(
+            MemoryEvents::parse(text),
+            MemoryEvents {
+                max: 35,
+                oom: 1,
+                oom_kill: 1
+            }
+        );
+        assert_eq!(
+            MemoryEvents::parse(text).to_string(),
+            "max 35 oom 1 oom_kill 1"
+        );
+        assert_eq!(MemoryEvents::parse(""), MemoryEvents::default());
+    }
+
+    #[test]
+    fn flat_keyed_skips_malformed_lines() {
+        assert_eq!(
+            parse_flat_keyed("max 3\ngarbage\nx notanumber\n"),
+            vec![("max".to_string(), 3)]
+        );
+    }
+
+    #[test]
+    fn recognises_own_cgroup_names() {
+        assert_eq!(
+            own_name_pid(OsStr::new("clone-cgroup-812-0")),
+            Some(Pid::from_raw(812))
+        );
+        assert_eq!(own_name_pid(OsStr::new("clone-cgroup-812")), None);
+        assert_eq!(own_name_pid(OsStr::new("foo")), None);
+    }
+
+    #[test]
+    fn writes_never_create_files_and_errors_name_path_and_data() {
+        let dir = std::env::temp_dir().join(format!("clone-cgroup-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("memory.max");
+        let err = write_file(&missing, "4096").unwrap_err().to_string();
+        assert!(!missing.exists());
+        assert!(
+            err.contains("\"4096\"") && err.contains("memory.max"),
+            "{err}"
+        );
+        fs::write(&missing, "").unwrap();
+        write_file(&missing, "4096").unwrap();
+        assert_eq!(fs::read_to_string(&missing).unwrap(), "4096");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn enabling_reports_an_unoffered_controller_without_writing() {
+        let dir = std::env::temp_dir().join(format!("clone-cgroup-enable-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("cgroup.subtree_control"), "").unwrap();
+        fs::write(dir.join("cgroup.controllers"), "cpu io\n").unwrap();
+        let err = enable_controller(&dir, "memory").unwrap_err();
+        assert!(matches!(err, Error::CannotRun(_)), "{err}");
+        assert_eq!(
+            fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap(),
+            ""
+        );
+        fs::write(dir.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        assert!(enable_controller(&dir, "memory").unwrap());
+        assert_eq!(
+            fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap(),
+            "+memory"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

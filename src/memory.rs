@@ -1,0 +1,154 @@
+//! Memory that is charged when touched: reserve address space now, pay for pages later.
+//!
+//! A cgroup is charged for a page when a process first writes it (a page fault), not when it
+//! calls `mmap` or `malloc`. So a child can reserve a buffer before it is moved into a cgroup
+//! and fill it afterwards: only the pages written after the move count against the new limit.
+//! The page tables that map those pages are charged too, so the first page of the reservation
+//! is written before the move to build them.
+//!
+//! Everything here is async-signal-safe (system calls and plain writes), for use in a child.
+
+use std::ptr::NonNull;
+
+use nix::errno::Errno;
+
+use crate::process::page_size;
+use crate::Error;
+
+/// One page table (on x86-64) maps this much memory: 512 pages of 4 KiB.
+const PAGE_TABLE_SPAN: usize = 2 << 20;
+
+/// A private anonymous mapping whose buffer pages cost nothing until written.
+///
+/// Layout: one "page-table page" followed by the buffer, all inside one 2 MiB-aligned span,
+/// so that writing the first page builds every page table the buffer needs (for buffers up
+/// to 2 MiB less a page).
+pub struct Reservation {
+    mapping: NonNull<libc::c_void>,
+    mapping_len: usize,
+    window: *mut u8,
+    capacity: usize,
+}
+
+impl Reservation {
+    /// Reserves room for `bytes` of buffer. Costs address space, not memory.
+    pub fn new(bytes: usize) -> Result<Reservation, Error> {
+        let page = page_size();
+        let capacity = bytes.div_ceil(page).max(1) * page;
+        let window_len = page + capacity;
+        let mapping_len = window_len + PAGE_TABLE_SPAN;
+        // SAFETY: a fresh private anonymous mapping aliases nothing; the result is checked.
+        // MAP_NORESERVE: this is a reservation of addresses, not a promise of memory.
+        let mapping = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapping_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if mapping == libc::MAP_FAILED {
+            return Err(Error::sys("mmap(reservation)", Errno::last()));
+        }
+        let aligned = (mapping as usize).next_multiple_of(PAGE_TABLE_SPAN);
+        let window = aligned as *mut u8;
+        // SAFETY: [window, window + window_len) lies inside the mapping: aligned is at most
+        // PAGE_TABLE_SPAN - 1 bytes past its start, and the mapping has that much slack.
+        // No transparent huge pages: the first write must fault in one 4 KiB page, not 2 MiB.
+        unsafe {
+            libc::madvise(
+                window as *mut libc::c_void,
+                window_len,
+                libc::MADV_NOHUGEPAGE,
+            )
+        };
+        Ok(Reservation {
+            // SAFETY: mmap succeeded, so the pointer is not null.
+            mapping: unsafe { NonNull::new_unchecked(mapping) },
+            mapping_len,
+            window,
+            capacity,
+        })
+    }
+
+    /// Writes the page before the buffer, so the page tables exist before a move. Charges
+    /// one page (and the tables) to the cgroup the process is in now.
+    pub fn build_page_tables(&mut self) {
+        // SAFETY: window is the first byte of the reserved window, writable and ours.
+        unsafe { std::ptr::write_volatile(self.window, 1) };
+    }
+
+    /// Writes `bytes` bytes of the buffer (at most its capacity); returns how many pages
+    /// that first touched. Each newly touched page is one page charged to the current cgroup;
+    /// past the cgroup's limit, that charge is what the OOM killer answers.
+    pub fn touch(&mut self, bytes: usize) -> usize {
+        let bytes = bytes.min(self.capacity);
+        let page = page_size();
+        // SAFETY: the buffer starts one page into the window and holds `capacity` bytes.
+        let buffer = unsafe { self.window.add(page) };
+        for i in 0..bytes {
+            // SAFETY: i < bytes <= capacity, inside the reserved buffer. Volatile, so the
+            // compiler cannot drop the writes that are the point of this function.
+            unsafe { std::ptr::write_volatile(buffer.add(i), i as u8) };
+        }
+        bytes.div_ceil(page)
+    }
+
+    /// How many bytes the buffer can hold (the reservation rounded up to whole pages).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // SAFETY: mapping/mapping_len describe exactly the mapping made in new().
+        unsafe { libc::munmap(self.mapping.as_ptr(), self.mapping_len) };
+    }
+}
+
+/// How much stack a child pre-touches before a move; [`STACK_SIZE`] leaves room below it.
+pub const STACK_WARM_UP: usize = 64 << 10;
+
+/// The stack size of the memory scenarios' children.
+pub const STACK_SIZE: usize = 256 << 10;
+
+/// Writes [`STACK_WARM_UP`] bytes of stack below the caller, so that stack pages used after a
+/// move are already the process's own and charged to the cgroup it is in now.
+#[inline(never)]
+pub fn warm_up_stack() {
+    let mut probe = [0u8; STACK_WARM_UP];
+    let page = page_size();
+    for i in (0..probe.len()).step_by(page) {
+        // SAFETY: i is inside probe; volatile keeps the write.
+        unsafe { std::ptr::write_volatile(&mut probe[i], 1) };
+    }
+    std::hint::black_box(&probe);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservation_rounds_to_pages_and_touches_what_is_asked() {
+        let page = page_size();
+        let mut r = Reservation::new(3000).unwrap();
+        assert_eq!(r.capacity(), page);
+        r.build_page_tables();
+        assert_eq!(r.touch(3000), 1);
+        let mut big = Reservation::new(1 << 20).unwrap();
+        assert_eq!(big.touch(1 << 20), (1 << 20) / page);
+        assert_eq!(big.touch(usize::MAX), (1 << 20) / page);
+    }
+
+    #[test]
+    fn the_window_lies_inside_one_page_table_span() {
+        let r = Reservation::new(100 << 10).unwrap();
+        let start = r.window as usize;
+        let end = start + page_size() + r.capacity() - 1;
+        assert_eq!(start / PAGE_TABLE_SPAN, end / PAGE_TABLE_SPAN);
+    }
+}

@@ -1,0 +1,502 @@
+//! The memory scenarios: a child is moved into a cgroup with a tiny `memory.max`, then writes
+//! new memory; the kernel lets it finish or kills it.
+//!
+//! Two placements, each a function of numbered steps that a pair of binaries runs:
+//! - [`delayed`]: the child parks in a sleep and the parent moves it meanwhile. Simple, but a
+//!   bet on timing: the move must land after the child's warm-up and before its writes.
+//! - [`signal_synced`]: the child says "ready" with a signal and waits, with the signal blocked
+//!   since before `clone`, until the parent has moved it and said "go". Nothing is left to
+//!   timing.
+//!
+//! What makes "needs less than 4 KiB" exact: a process is charged for a page when it first
+//! writes it, and only pages first written *after* the move are charged to the new cgroup.
+//! So the child does everything that costs memory (its first output, its stack, the page
+//! tables of its buffer) before the move, and after the move writes only its buffer.
+
+use std::time::{Duration, Instant};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::{geteuid, getpid, Pid};
+
+use crate::cgroup::{enable_controller, Cgroup, Cgroup2Mount, MemoryEvents};
+use crate::cli::{MemoryOptions, Summary, Verdict};
+use crate::memory::{warm_up_stack, Reservation, STACK_SIZE};
+use crate::process::{
+    clone_child, describe_status, die_with_parent, state_of, Child, ChildStack, Ended, Outcome,
+    WaitFailure,
+};
+use crate::sync::{self, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
+use crate::{child_say, Error};
+
+/// The exit status of a child whose own setup failed (it prints why): BSD's EX_SOFTWARE.
+pub const CHILD_SETUP_FAILED: i32 = 70;
+
+/// What a memory scenario claims will happen to its child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The child writes less than the limit and exits 0.
+    Survives,
+    /// The child writes far more; the kernel's OOM killer ends it with SIGKILL.
+    KilledByKernel,
+}
+
+impl Claim {
+    /// The `--alloc` default that goes with the claim: 3000 bytes fit in one 4 KiB page;
+    /// 1 MiB is 256 pages.
+    pub fn default_alloc(&self) -> u64 {
+        match self {
+            Claim::Survives => 3000,
+            Claim::KilledByKernel => 1 << 20,
+        }
+    }
+
+    /// The outcome token the claim expects.
+    pub fn token(&self) -> &'static str {
+        match self {
+            Claim::Survives => "exited:0",
+            Claim::KilledByKernel => "killed:SIGKILL",
+        }
+    }
+
+    /// Whether a child's end and the cgroup's new events bear the claim out.
+    pub fn holds(&self, outcome: Outcome, events: MemoryEvents) -> bool {
+        match self {
+            Claim::Survives => outcome == Outcome::Exited(0),
+            Claim::KilledByKernel => {
+                matches!(
+                    outcome,
+                    Outcome::Killed {
+                        signal: Signal::SIGKILL,
+                        ..
+                    }
+                ) && events.oom_kill >= 1
+            }
+        }
+    }
+}
+
+/// The cgroup a memory scenario runs in, with its counters as they were before the child.
+pub struct MemoryCgroup {
+    /// The cgroup.
+    pub cgroup: Cgroup,
+    /// `memory.events` before the run: a reused `--cgroup` keeps counting across runs.
+    pub events_before: MemoryEvents,
+}
+
+/// Checks that this machine can run a memory scenario and sets up its cgroup: creates one
+/// under the chosen parent (enabling the memory controller there if needed) or checks the
+/// `--cgroup` given, then writes `memory.max` and, where swap is accounted, `memory.swap.max`.
+///
+/// Every refusal happens before the first write.
+pub fn prepare_memory_cgroup(options: &MemoryOptions) -> Result<MemoryCgroup, Error> {
+    let me = getpid();
+    if !geteuid().is_root() {
+        return Err(Error::cannot_run(
+            "needs root to create cgroups and move processes: run it with sudo",
+        ));
+    }
+    let mount = Cgroup2Mount::find()?;
+    mount.require_controller("memory")?;
+    let cgroup = match &options.cgroup {
+        Some(dir) => {
+            let path = mount.resolve_dir(dir)?;
+            let cgroup = Cgroup::existing(path);
+            if !cgroup.has_file("memory.max") {
+                return Err(Error::cannot_run(format!(
+                    "{} has no memory.max: enable the controller for it with \
+                     `echo +memory > {}`",
+                    cgroup.path().display(),
+                    cgroup
+                        .path()
+                        .parent()
+                        .unwrap_or(&mount.path)
+                        .join("cgroup.subtree_control")
+                        .display()
+                )));
+            }
+            let others = cgroup.processes()?;
+            if !others.is_empty() {
+                return Err(Error::cannot_run(format!(
+                    "{} already holds processes {others:?}: the OOM killer could pick them; \
+                     use an empty cgroup",
+                    cgroup.path().display()
+                )));
+            }
+            println!(
+                "parent[{me}]: 1. using the existing cgroup {} (it will be kept)",
+                cgroup.path().display()
+            );
+            cgroup
+        }
+        None => {
+            let parent = mount.resolve_dir(options.parent.as_deref().unwrap_or(&mount.path))?;
+            // A child cgroup gets memory.max only if its parent hands the controller down.
+            if enable_controller(&parent, "memory")? {
+                println!(
+                    "parent[{me}]: 1. enabled the memory controller: wrote \"+memory\" to {}",
+                    parent.join("cgroup.subtree_control").display()
+                );
+            }
+            let cgroup = Cgroup::create_unique(&parent)?;
+            println!(
+                "parent[{me}]: 1. created cgroup {}",
+                cgroup.path().display()
+            );
+            cgroup
+        }
+    };
+    cgroup.write("memory.max", &options.limit.to_string())?;
+    // With swap, the kernel would push the child's pages out instead of killing it.
+    let swap = if cgroup.has_file("memory.swap.max") {
+        cgroup.write("memory.swap.max", "0")?;
+        ", memory.swap.max = 0"
+    } else {
+        ""
+    };
+    println!(
+        "parent[{me}]: 1. memory.max = {}{swap}",
+        cgroup.read("memory.max")?.trim()
+    );
+    let events_before = cgroup.memory_events()?;
+    Ok(MemoryCgroup {
+        cgroup,
+        events_before,
+    })
+}
+
+/// What the parent saw after the child ended.
+struct Evidence {
+    ended: Ended,
+    events: MemoryEvents,
+    peak: Option<u64>,
+}
+
+/// Waits for the child, reads the kernel's counters, removes the cgroup, and prints all of it.
+fn wait_and_collect(
+    me: Pid,
+    child: &mut Child,
+    watch: &SignalWatch,
+    setup: MemoryCgroup,
+    options: &MemoryOptions,
+    step: u32,
+    on_other: impl FnMut(sync::Received),
+) -> Result<Evidence, Error> {
+    let ended = match child.wait(watch, options.timeout, on_other) {
+        Ok(ended) => ended,
+        Err(WaitFailure::TimedOut(ended)) => {
+            println!(
+                "parent[{me}]: child {} still running after {:?}; killed it: {:?}",
+                child.pid(),
+                options.timeout,
+                ended.status
+            );
+            return Err(Error::Failed(format!(
+                "child did not end within {:?}",
+                options.timeout
+            )));
+        }
+        Err(WaitFailure::Interrupted(signal, ended)) => {
+            println!(
+                "parent[{me}]: got {}; killed child {}: {:?}",
+                signal.as_str(),
+                child.pid(),
+                ended.status
+            );
+            return Err(Error::Interrupted(signal));
+        }
+        Err(WaitFailure::Sys(e)) => return Err(e),
+    };
+    println!("parent[{me}]: {step}. waitpid: {:?}", ended.status);
+    println!(
+        "parent[{me}]:    {}: the child {}",
+        describe_status(ended.status),
+        ended.outcome
+    );
+    let now = setup.cgroup.memory_events()?;
+    let events = MemoryEvents {
+        max: now.max - setup.events_before.max,
+        oom: now.oom - setup.events_before.oom,
+        oom_kill: now.oom_kill - setup.events_before.oom_kill,
+    };
+    let peak = setup.cgroup.memory_peak()?;
+    println!("parent[{me}]: {}. memory.events: {events}", step + 1);
+    match peak {
+        Some(peak) => println!("parent[{me}]: {}. memory.peak: {peak} bytes", step + 1),
+        None => println!(
+            "parent[{me}]: {}. memory.peak: not offered by this kernel (before 5.19)",
+            step + 1
+        ),
+    }
+    let path = setup.cgroup.path().to_path_buf();
+    if setup.cgroup.is_owned() {
+        setup.cgroup.remove()?;
+        println!("parent[{me}]: {}. removed {}", step + 2, path.display());
+    }
+    Ok(Evidence {
+        ended,
+        events,
+        peak,
+    })
+}
+
+fn summarize(
+    scenario: &str,
+    claim: Claim,
+    options: &MemoryOptions,
+    evidence: &Evidence,
+    extra: bool,
+) -> Summary {
+    let holds = claim.holds(evidence.ended.outcome, evidence.events) && extra;
+    let me = getpid();
+    if !holds {
+        println!(
+            "parent[{me}]: NOT AS CLAIMED: expected {}, the child {} (oom_kill {})",
+            claim.token(),
+            evidence.ended.outcome,
+            evidence.events.oom_kill
+        );
+    }
+    Summary::new(
+        scenario,
+        if holds {
+            Verdict::AsClaimed
+        } else {
+            Verdict::NotAsClaimed
+        },
+    )
+    .field("claim", claim.token())
+    .field("outcome", evidence.ended.outcome.token())
+    .field("oom_kill", evidence.events.oom_kill)
+    .field(
+        "peak",
+        evidence.peak.map_or("none".to_string(), |p| p.to_string()),
+    )
+    .field("limit", options.limit)
+    .field("alloc", options.alloc)
+}
+
+/// Sleeps for `duration` unless an interruption or the child's end comes first.
+fn parent_pause(watch: &SignalWatch, duration: Duration) -> Result<Option<sync::Received>, Error> {
+    let deadline = Instant::now() + duration;
+    loop {
+        match watch.next(deadline)? {
+            None => return Ok(None),
+            Some(r) if r.is_interruption() || r.signal == Signal::SIGCHLD => return Ok(Some(r)),
+            Some(_) => {}
+        }
+    }
+}
+
+/// `nanosleep` for the whole `duration`, resuming after interruptions. Async-signal-safe.
+fn child_sleep(duration: Duration) {
+    let mut left = libc::timespec {
+        tv_sec: duration.as_secs() as libc::time_t,
+        tv_nsec: duration.subsec_nanos() as libc::c_long,
+    };
+    loop {
+        let request = left;
+        // SAFETY: both pointers are to live timespecs on this stack.
+        if unsafe { libc::nanosleep(&request, &mut left) } == 0 {
+            return;
+        }
+    }
+}
+
+/// The first thing a memory-scenario child does: everything that costs memory, before the
+/// move. Returns the reserved buffer, or `None` after saying why it could not.
+fn child_warm_up(alloc: u64) -> Option<Reservation> {
+    warm_up_stack();
+    match Reservation::new(alloc as usize) {
+        Ok(mut buffer) => {
+            buffer.build_page_tables();
+            Some(buffer)
+        }
+        Err(e) => {
+            child_say!("child[{}]: cannot reserve {alloc} bytes: {e}", getpid());
+            None
+        }
+    }
+}
+
+/// The delayed placement: the child parks in a sleep; the parent, half-way through that sleep,
+/// moves it into the cgroup; the child wakes and writes `--alloc` bytes of new memory.
+pub fn delayed(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Error> {
+    let options = MemoryOptions::parse(args, claim.default_alloc())?;
+    let me = getpid();
+
+    // 1. Refuse early if this machine cannot run it; create the cgroup and set the limit.
+    let setup = prepare_memory_cgroup(&options)?;
+
+    // 2. Block SIGCHLD and the interruptions, so that no end is missed and Ctrl-C is ours to
+    //    handle; then clone. No CLONE_* flags: an ordinary child with a copy of our memory.
+    let watch = SignalWatch::install()?;
+    let mut stack = ChildStack::new(STACK_SIZE)?;
+    let (alloc, delay) = (options.alloc, options.delay);
+    let mut body = || {
+        die_with_parent(me);
+        let Some(mut buffer) = child_warm_up(alloc) else {
+            return CHILD_SETUP_FAILED;
+        };
+        // 3. Parked: still in the parent's cgroup, everything paid for.
+        child_say!(
+            "child[{}]: 3. warmed up, reserved {alloc} bytes; sleeping {} ms",
+            getpid(),
+            delay.as_millis()
+        );
+        child_sleep(delay);
+        // 5. Whatever cgroup we are in now pays for these pages.
+        child_say!(
+            "child[{}]: 5. awake; writing {alloc} bytes of new memory",
+            getpid()
+        );
+        let pages = buffer.touch(alloc as usize);
+        child_say!(
+            "child[{}]: 6. wrote {alloc} bytes ({pages} new pages); exiting 0",
+            getpid()
+        );
+        0
+    };
+    let pid = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
+    let mut child = Child::adopt(pid);
+    println!("parent[{me}]: 2. clone() returned child {pid}");
+
+    // 4. The bet on timing: after half the child's delay it should be parked. /proc shows
+    //    whether it was (S = sleeping), but the move happens either way.
+    if let Some(r) = parent_pause(&watch, delay / 2)? {
+        if r.is_interruption() {
+            drop(child);
+            println!(
+                "parent[{me}]: got {}; killed and reaped child {pid}",
+                r.signal.as_str()
+            );
+            return Err(Error::Interrupted(r.signal));
+        }
+    }
+    let state = state_of(pid).unwrap_or('?');
+    setup.cgroup.add_process(pid)?;
+    println!(
+        "parent[{me}]: 4. moved child {pid} (state {state} at the move) into {}; cgroup.procs lists {:?}",
+        setup.cgroup.path().display(),
+        setup.cgroup.processes()?
+    );
+
+    // 7.-9. Wait, read the kernel's evidence, clean up.
+    let evidence = wait_and_collect(me, &mut child, &watch, setup, &options, 7, |_| {})?;
+    Ok(summarize(scenario, claim, &options, &evidence, true).field("placement", "delayed"))
+}
+
+/// The signal-synced placement: the child warms up, sends SIGUSR2 ("ready") and waits for
+/// SIGUSR1; the parent moves it and sends SIGUSR1 ("moved"); the child writes `--alloc` bytes
+/// and sends SIGUSR2 again ("done").
+pub fn signal_synced(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Error> {
+    let options = MemoryOptions::parse(args, claim.default_alloc())?;
+    let me = getpid();
+
+    // 1. Refuse early if this machine cannot run it; create the cgroup and set the limit.
+    let setup = prepare_memory_cgroup(&options)?;
+
+    // 2. Block SIGUSR1, SIGUSR2, SIGCHLD and the interruptions *before* clone: the child
+    //    inherits the mask, so a signal sent before its receiver waits stays pending instead
+    //    of being lost (or killing it: the default action of SIGUSR1 is to terminate).
+    let watch = SignalWatch::install()?;
+    println!("parent[{me}]: 2. blocked SIGUSR1, SIGUSR2 and SIGCHLD; the child inherits the mask");
+    let mut stack = ChildStack::new(STACK_SIZE)?;
+    let (alloc, timeout) = (options.alloc, options.timeout);
+    let mut go = SigSet::empty();
+    go.add(PARENT_TO_CHILD);
+    let mut body = || {
+        die_with_parent(me);
+        let Some(mut buffer) = child_warm_up(alloc) else {
+            return CHILD_SETUP_FAILED;
+        };
+        child_say!(
+            "child[{}]: 3. warmed up, reserved {alloc} bytes; SIGUSR2 to {me}: ready",
+            getpid()
+        );
+        if sync::send(me, CHILD_TO_PARENT).is_err() {
+            return CHILD_SETUP_FAILED;
+        }
+        // 5. Bounded: a parent that never answers does not leave us waiting forever.
+        match sync::wait_signal(&go, Instant::now() + timeout) {
+            Ok(Some(_)) => {}
+            _ => {
+                child_say!(
+                    "child[{}]: no SIGUSR1 within {} s; giving up",
+                    getpid(),
+                    timeout.as_secs()
+                );
+                return CHILD_SETUP_FAILED;
+            }
+        }
+        child_say!(
+            "child[{}]: 5. got SIGUSR1: moved; writing {alloc} bytes of new memory",
+            getpid()
+        );
+        let pages = buffer.touch(alloc as usize);
+        child_say!(
+            "child[{}]: 6. wrote {alloc} bytes ({pages} new pages); SIGUSR2: done",
+            getpid()
+        );
+        if sync::send(me, CHILD_TO_PARENT).is_err() {
+            return CHILD_SETUP_FAILED;
+        }
+        0
+    };
+    let pid = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
+    let mut child = Child::adopt(pid);
+    println!("parent[{me}]: 2. clone() returned child {pid}");
+
+    // 4. Wait for "ready", move the child, say "go".
+    let deadline = Instant::now() + options.timeout;
+    match watch.expect(CHILD_TO_PARENT, pid, deadline)? {
+        Some(r) if r.signal == CHILD_TO_PARENT => {
+            setup.cgroup.add_process(pid)?;
+            println!(
+                "parent[{me}]: 4. got SIGUSR2 from {pid}: ready; moved it into {}; cgroup.procs lists {:?}; SIGUSR1 to {pid}",
+                setup.cgroup.path().display(),
+                setup.cgroup.processes()?
+            );
+            sync::send(pid, PARENT_TO_CHILD)?;
+        }
+        Some(r) if r.is_interruption() => {
+            drop(child);
+            println!(
+                "parent[{me}]: got {}; killed and reaped child {pid}",
+                r.signal.as_str()
+            );
+            return Err(Error::Interrupted(r.signal));
+        }
+        Some(_) => println!("parent[{me}]: 4. child {pid} ended before it said ready; not moved"),
+        None => println!(
+            "parent[{me}]: 4. no ready signal from {pid} within {:?}",
+            options.timeout
+        ),
+    }
+
+    // 7.-9. Wait for the end, noting whether "done" arrived first; read the evidence; clean up.
+    let mut done = false;
+    let note_done = |r: sync::Received| {
+        if r.signal == CHILD_TO_PARENT && r.sender == pid {
+            done = true;
+        }
+    };
+    let evidence = wait_and_collect(me, &mut child, &watch, setup, &options, 7, note_done)?;
+    // The child may have ended before the wait loop read its "done": it is still pending.
+    while let Some(r) = watch.next(Instant::now())? {
+        if r.signal == CHILD_TO_PARENT && r.sender == pid {
+            done = true;
+        }
+    }
+    println!(
+        "parent[{me}]:    done signal (SIGUSR2) from the child: {}",
+        if done { "arrived" } else { "never came" }
+    );
+    let extra = match claim {
+        Claim::Survives => done,
+        Claim::KilledByKernel => true,
+    };
+    Ok(summarize(scenario, claim, &options, &evidence, extra)
+        .field("placement", "signal")
+        .field("done_signal", done))
+}

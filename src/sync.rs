@@ -1,0 +1,134 @@
+//! The parent/child handshake: signals that are blocked first and then waited for.
+//!
+//! The classic lost wake-up: a child installs a handler and calls `pause()`, but the parent's
+//! signal arrived before `pause()` began, so the child sleeps forever. The cure used here:
+//! block the signals *before* `clone` (the child inherits the mask), so a signal that comes
+//! early stays pending, then take it with `sigtimedwait`, which returns at once for a pending
+//! signal and gives up at a deadline instead of waiting forever.
+//!
+//! Blocked signals are also the one way to signal the init process of a PID namespace that
+//! has no handler: the kernel drops such signals for it, unless they are blocked.
+
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::unistd::Pid;
+
+use crate::Error;
+
+/// The child tells the parent it is parked and ready to be moved (and, later, that it is done).
+pub const CHILD_TO_PARENT: Signal = Signal::SIGUSR2;
+/// The parent tells the child it has been moved into the cgroup.
+pub const PARENT_TO_CHILD: Signal = Signal::SIGUSR1;
+
+/// Signals that end a run early: the parent cleans up and exits with 128 + the signal.
+pub const INTERRUPTIONS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+/// One signal taken by [`SignalWatch::next`], with the sender the kernel recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Which signal.
+    pub signal: Signal,
+    /// `si_pid`: the process that sent it (for SIGCHLD, the child that changed state).
+    pub sender: Pid,
+}
+
+impl Received {
+    /// SIGINT, SIGTERM or SIGHUP: the user wants the run to stop.
+    pub fn is_interruption(&self) -> bool {
+        INTERRUPTIONS.contains(&self.signal)
+    }
+}
+
+/// A set of blocked signals that the parent waits for with `sigtimedwait`.
+///
+/// Create it before creating the child. It blocks SIGCHLD, SIGUSR1, SIGUSR2 and the
+/// interruptions (SIGINT, SIGTERM, SIGHUP); dropping it restores the previous mask.
+pub struct SignalWatch {
+    watched: SigSet,
+    previous: SigSet,
+}
+
+impl SignalWatch {
+    /// Blocks the watched signals in the calling thread (and so in children created later).
+    pub fn install() -> Result<SignalWatch, Error> {
+        let mut watched = SigSet::empty();
+        for signal in [Signal::SIGCHLD, PARENT_TO_CHILD, CHILD_TO_PARENT]
+            .into_iter()
+            .chain(INTERRUPTIONS)
+        {
+            watched.add(signal);
+        }
+        let mut previous = SigSet::empty();
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut previous))
+            .map_err(|e| Error::sys("sigprocmask(SIG_BLOCK)", e))?;
+        Ok(SignalWatch { watched, previous })
+    }
+
+    /// Takes the next watched signal, or `None` once `deadline` has passed.
+    pub fn next(&self, deadline: Instant) -> Result<Option<Received>, Error> {
+        wait_signal(&self.watched, deadline)
+    }
+
+    /// Waits until `from` sends `signal`. Returns `Ok(None)` at the deadline, and the other
+    /// watched signal instead if one comes first from elsewhere that matters: SIGCHLD (the
+    /// child ended before it signalled) or an interruption.
+    pub fn expect(
+        &self,
+        signal: Signal,
+        from: Pid,
+        deadline: Instant,
+    ) -> Result<Option<Received>, Error> {
+        loop {
+            match self.next(deadline)? {
+                None => return Ok(None),
+                Some(r) if r.signal == signal && r.sender == from => return Ok(Some(r)),
+                Some(r) if r.signal == Signal::SIGCHLD || r.is_interruption() => {
+                    return Ok(Some(r))
+                }
+                // A stray signal from someone else: not the one we wait for.
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+impl Drop for SignalWatch {
+    fn drop(&mut self) {
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.previous), None);
+    }
+}
+
+/// `sigtimedwait(2)` until `deadline`: the next signal of `set` that is pending or arrives,
+/// or `None` at the deadline. The signals of `set` must be blocked. Async-signal-safe, so the
+/// child side uses it too.
+pub fn wait_signal(set: &SigSet, deadline: Instant) -> Result<Option<Received>, Error> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = libc::timespec {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: siginfo_t is plain data; zeroed is a valid value to be overwritten.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: set, info and timeout are valid for the duration of the call.
+        let n = unsafe { libc::sigtimedwait(set.as_ref(), &mut info, &timeout) };
+        if n > 0 {
+            let signal = Signal::try_from(n).map_err(|e| Error::sys("sigtimedwait", e))?;
+            // SAFETY: for the signals waited on here the kernel fills si_pid.
+            let sender = Pid::from_raw(unsafe { info.si_pid() });
+            return Ok(Some(Received { signal, sender }));
+        }
+        match Errno::last() {
+            Errno::EAGAIN => return Ok(None),
+            Errno::EINTR => continue,
+            e => return Err(Error::sys("sigtimedwait", e)),
+        }
+    }
+}
+
+/// Sends `signal` to `to`; the error names the signal and the target.
+pub fn send(to: Pid, signal: Signal) -> Result<(), Error> {
+    kill(to, signal).map_err(|e| Error::sys(&format!("kill({to}, {})", signal.as_str()), e))
+}

@@ -1,0 +1,356 @@
+//! Runs the scenario binaries and checks what they claim: exit status, summary line, and for
+//! the cgroup scenarios the kernel's own counters as the binaries report them.
+//!
+//! Tests that need root and a cgroup v2 memory controller are `#[ignore]`d on an ordinary
+//! `cargo test`; `scripts/vm.sh test` runs them as root in a VM with a pure cgroup v2
+//! hierarchy, and they fail loudly (not skip) if that environment is missing.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clone_cgroup::cgroup::{own_name_pid, Cgroup2Mount};
+use clone_cgroup::cli::{Summary, Verdict};
+
+const NEEDS_CGROUP2: &str =
+    "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it";
+
+/// One finished run of a binary.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn summary(&self) -> Summary {
+        let last = self.stdout.lines().last().unwrap_or("");
+        Summary::parse(last)
+            .unwrap_or_else(|| panic!("last line is not a summary: {last:?}\n{self}"))
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn bin(name: &str) -> PathBuf {
+    let path = match name {
+        "fork_waitpid" => env!("CARGO_BIN_EXE_fork_waitpid"),
+        "clone_waitpid" => env!("CARGO_BIN_EXE_clone_waitpid"),
+        "clone_waitpid_cgroup_memory" => env!("CARGO_BIN_EXE_clone_waitpid_cgroup_memory"),
+        "clone_waitpid_cgroup_memory_fail" => {
+            env!("CARGO_BIN_EXE_clone_waitpid_cgroup_memory_fail")
+        }
+        "clone_wait_signal_cgroup_memory" => env!("CARGO_BIN_EXE_clone_wait_signal_cgroup_memory"),
+        "clone_wait_signal_cgroup_memory_fail" => {
+            env!("CARGO_BIN_EXE_clone_wait_signal_cgroup_memory_fail")
+        }
+        other => panic!("no binary {other}"),
+    };
+    PathBuf::from(path)
+}
+
+fn run(name: &str, args: &[&str]) -> Run {
+    let output = Command::new(bin(name))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+const MEMORY_SCENARIOS: [&str; 4] = [
+    "clone_waitpid_cgroup_memory",
+    "clone_waitpid_cgroup_memory_fail",
+    "clone_wait_signal_cgroup_memory",
+    "clone_wait_signal_cgroup_memory_fail",
+];
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The cgroup2 mount, if the memory controller is available there.
+fn memory_capable_mount() -> Option<Cgroup2Mount> {
+    let mount = Cgroup2Mount::find().ok()?;
+    mount.require_controller("memory").ok()?;
+    Some(mount)
+}
+
+/// Cgroups this program created anywhere under the mount, found by their name.
+fn own_cgroups(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                if own_name_pid(&entry.file_name()).is_some() {
+                    found.push(entry.path());
+                }
+                dirs.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn fork_waitpid_child_exits_with_42_and_the_parent_decodes_it() {
+    let run = run("fork_waitpid", &[]);
+    assert_eq!(run.code, 0, "{run}");
+    let summary = run.summary();
+    assert_eq!(summary.verdict, Verdict::AsClaimed);
+    assert_eq!(summary.get("outcome"), Some("exited:42"));
+    let child = summary.get("child").unwrap();
+    assert!(
+        run.stdout
+            .contains(&format!("waitpid: Exited(Pid({child}), 42)")),
+        "{run}"
+    );
+    assert!(run.stdout.contains("WIFEXITED, WEXITSTATUS = 42"), "{run}");
+    // The child names the parent's pid as its parent.
+    let parent = run
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .split(['[', ']'])
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(
+        run.stdout.contains(&format!(
+            "child[{child}]: 2. I am the child; getppid() = {parent}"
+        )),
+        "{run}"
+    );
+}
+
+#[test]
+fn clone_waitpid_child_is_pid_1_and_renames_only_its_own_host() {
+    let run = run("clone_waitpid", &[]);
+    if run.code == 2 && !is_root() {
+        // Without root, a new user namespace is needed, and some hosts restrict it.
+        assert!(
+            run.stderr.contains("user namespaces are restricted"),
+            "{run}"
+        );
+        assert_eq!(run.summary().verdict, Verdict::CannotRun);
+        return;
+    }
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(run.summary().verdict, Verdict::AsClaimed);
+    assert_eq!(run.summary().get("hostname_unchanged"), Some("true"));
+    assert!(run.stdout.contains("getpid() = 1, getppid() = 0"), "{run}");
+    assert!(
+        run.stdout.contains("uname() now says \"clone-child\""),
+        "{run}"
+    );
+}
+
+/// On a host that cannot run the cgroup scenarios (this one: hybrid, memory on cgroup v1),
+/// each refuses with exit 2 and the reason, and creates nothing. Where the host could run
+/// them, a --cgroup outside the cgroup2 mount is refused instead, again writing nothing.
+#[test]
+fn cgroup_scenarios_refuse_with_exit_2_and_the_reason_where_they_cannot_run() {
+    let capable = is_root() && memory_capable_mount().is_some();
+    let before = Cgroup2Mount::find()
+        .map(|m| own_cgroups(&m.path))
+        .unwrap_or_default();
+    for name in MEMORY_SCENARIOS {
+        let run = if capable {
+            run(name, &["--cgroup", "/proc"])
+        } else {
+            run(name, &[])
+        };
+        assert_eq!(run.code, 2, "{name}: {run}");
+        assert_eq!(run.summary().verdict, Verdict::CannotRun, "{name}");
+        let reason = run.stderr.lines().next().unwrap_or("");
+        assert!(
+            reason.starts_with(&format!("{name}: cannot run here: ")),
+            "{reason}"
+        );
+        let expected = if capable {
+            "is not a cgroup v2 directory"
+        } else if !is_root() {
+            "needs root"
+        } else if Cgroup2Mount::find().is_err() {
+            "no cgroup2 filesystem is mounted"
+        } else {
+            "the memory controller is not available"
+        };
+        assert!(
+            reason.contains(expected),
+            "{name}: expected {expected:?} in {reason:?}"
+        );
+        assert_eq!(run.stderr.lines().count(), 1, "one line: {run}");
+    }
+    let after = Cgroup2Mount::find()
+        .map(|m| own_cgroups(&m.path))
+        .unwrap_or_default();
+    assert_eq!(before, after, "a refusing run created a cgroup");
+}
+
+#[test]
+fn every_binary_has_help_with_the_exit_statuses() {
+    for name in ["fork_waitpid", "clone_waitpid"]
+        .into_iter()
+        .chain(MEMORY_SCENARIOS)
+    {
+        let run = run(name, &["--help"]);
+        assert_eq!(run.code, 0, "{name}: {run}");
+        assert!(run.stdout.contains(&format!("Usage: {name}")), "{name}");
+        assert!(run.stdout.contains("2        it cannot run here"), "{name}");
+    }
+}
+
+#[test]
+fn bad_options_exit_2_before_anything_runs() {
+    for args in [
+        &["--alloc", "0"][..],
+        &["--limit", "lots"],
+        &["--delay", "-1"],
+        &["--bogus"],
+    ] {
+        let run = run("clone_waitpid_cgroup_memory", args);
+        assert_eq!(run.code, 2, "{args:?}: {run}");
+        assert!(run.stderr.contains("Usage:"), "{args:?}: {run}");
+        assert!(!run.stdout.contains("parent["), "{args:?} started: {run}");
+    }
+    let run = run("fork_waitpid", &["--bogus"]);
+    assert_eq!(run.code, 2, "{run}");
+}
+
+/// Runs a memory scenario `times` times and checks every run against its claim; returns how
+/// often each memory.peak was seen.
+fn repeat_memory_scenario(
+    name: &str,
+    times: usize,
+    check: impl Fn(&Run, &Summary),
+) -> BTreeMap<String, usize> {
+    assert!(is_root(), "{NEEDS_CGROUP2}");
+    let mount = memory_capable_mount().expect(NEEDS_CGROUP2);
+    let mut peaks = BTreeMap::new();
+    for i in 0..times {
+        let run = run(name, &[]);
+        assert_eq!(run.code, 0, "{name} run {i}: {run}");
+        let summary = run.summary();
+        assert_eq!(summary.verdict, Verdict::AsClaimed, "{name} run {i}: {run}");
+        check(&run, &summary);
+        *peaks
+            .entry(summary.get("peak").unwrap_or("?").to_string())
+            .or_default() += 1;
+        assert_eq!(
+            own_cgroups(&mount.path),
+            Vec::<PathBuf>::new(),
+            "{name} run {i} left a cgroup"
+        );
+    }
+    eprintln!("{name}: {times} runs as claimed; memory.peak seen: {peaks:?}");
+    peaks
+}
+
+fn survived(run: &Run, summary: &Summary) {
+    assert_eq!(summary.get("outcome"), Some("exited:0"), "{run}");
+    assert_eq!(summary.get("oom_kill"), Some("0"), "{run}");
+    assert!(
+        run.stdout.contains("wrote 3000 bytes (1 new pages)"),
+        "{run}"
+    );
+}
+
+fn killed(run: &Run, summary: &Summary) {
+    assert_eq!(summary.get("outcome"), Some("killed:SIGKILL"), "{run}");
+    let oom_kill: u64 = summary.get("oom_kill").unwrap().parse().unwrap();
+    assert!(oom_kill >= 1, "{run}");
+    assert!(run.stdout.contains(", SIGKILL, false)"), "{run}");
+    assert!(
+        !run.stdout.contains("wrote 1048576 bytes"),
+        "the child finished: {run}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn delayed_small_child_survives_4096_every_time() {
+    let peaks = repeat_memory_scenario("clone_waitpid_cgroup_memory", 20, survived);
+    // Exactly one page was charged after the move: the buffer's.
+    assert_eq!(peaks.keys().collect::<Vec<_>>(), ["4096"]);
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn delayed_big_child_is_oom_killed_every_time() {
+    repeat_memory_scenario("clone_waitpid_cgroup_memory_fail", 20, killed);
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn signal_synced_small_child_survives_and_says_done_every_time() {
+    let peaks = repeat_memory_scenario("clone_wait_signal_cgroup_memory", 20, |run, summary| {
+        survived(run, summary);
+        assert_eq!(summary.get("done_signal"), Some("true"), "{run}");
+    });
+    // The buffer's page, plus at most one forced page for the queued "done" signal.
+    assert!(
+        peaks.keys().all(|p| p == "4096" || p == "8192"),
+        "{peaks:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn signal_synced_big_child_is_oom_killed_every_time() {
+    repeat_memory_scenario(
+        "clone_wait_signal_cgroup_memory_fail",
+        20,
+        |run, summary| {
+            killed(run, summary);
+            assert_eq!(summary.get("done_signal"), Some("false"), "{run}");
+        },
+    );
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn an_existing_cgroup_is_used_and_kept() {
+    let mount = memory_capable_mount().expect(NEEDS_CGROUP2);
+    // As scripts/make-foo-cgroup.sh does: hand the controller down, then mkdir.
+    clone_cgroup::cgroup::enable_controller(&mount.path, "memory").expect("enable memory");
+    let foo = mount.path.join("foo-clone-cgroup-test");
+    fs::create_dir(&foo).expect("mkdir test cgroup");
+    let runs = [
+        run(
+            "clone_waitpid_cgroup_memory",
+            &["--cgroup", foo.to_str().unwrap()],
+        ),
+        run(
+            "clone_wait_signal_cgroup_memory_fail",
+            &["--cgroup", foo.to_str().unwrap()],
+        ),
+    ];
+    let kept = foo.is_dir();
+    fs::remove_dir(&foo).expect("rmdir test cgroup");
+    for run in &runs {
+        assert_eq!(run.code, 0, "{run}");
+        assert!(run.stdout.contains("using the existing cgroup"), "{run}");
+        assert!(!run.stdout.contains("removed"), "{run}");
+    }
+    // A reused cgroup's memory.events keep counting; the scenario reports this run's share.
+    assert_eq!(runs[1].summary().get("oom_kill"), Some("1"), "{}", runs[1]);
+    assert!(kept, "the user's cgroup was removed");
+}
