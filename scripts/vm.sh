@@ -235,7 +235,8 @@ main() {
             build_static bins
             script='for b in '"${bins[*]}"'; do echo; echo "\$ sudo $b"; $b; echo "(exit status $?)"; done'
             make_initramfs "$script"
-            boot_with_retry "$log" 3 || exit 1
+            # loglevel 4 lets the kernel's own "Memory cgroup out of memory: Killed process" through.
+            boot_with_retry "$log" 4 || exit 1
             ;;
         exec)
             [ $# -ge 1 ] || die "exec needs a command"

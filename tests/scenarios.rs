@@ -268,7 +268,7 @@ fn survived(run: &Run, summary: &Summary) {
     assert_eq!(summary.get("outcome"), Some("exited:0"), "{run}");
     assert_eq!(summary.get("oom_kill"), Some("0"), "{run}");
     assert!(
-        run.stdout.contains("wrote 3000 bytes (1 new pages)"),
+        run.stdout.contains("wrote 3000 bytes (1 new page)"),
         "{run}"
     );
 }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# demo.sh: run every scenario once and show its transcript.
+#
+# On a host with cgroup v2 and the memory controller available, the binaries run right here
+# (as root: directly, or through sudo). Anywhere else (a hybrid or cgroup v1 host, like most
+# machines still booted with cgroup v1 memory), they run inside the VM of scripts/vm.sh, on a
+# stock Debian kernel with a pure cgroup v2 hierarchy.
+#
+# Exit status: 0 when every scenario ended as claimed, 1 otherwise, 2 when neither way can run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bins=(fork_waitpid clone_waitpid
+      clone_waitpid_cgroup_memory clone_waitpid_cgroup_memory_fail
+      clone_wait_signal_cgroup_memory clone_wait_signal_cgroup_memory_fail)
+
+mount=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
+if [ -n "$mount" ] && grep -qw memory "$mount/cgroup.controllers" 2>/dev/null; then
+    if [ "$(id -u)" = 0 ]; then run_as=(); elif command -v sudo >/dev/null; then run_as=(sudo); else
+        echo "demo.sh: cgroup v2 is here, but running the scenarios needs root or sudo" >&2; exit 2
+    fi
+    echo "demo.sh: cgroup v2 with the memory controller at $mount: running on this host"
+    cargo build --quiet --release --bins
+    status=0
+    for b in "${bins[@]}"; do
+        echo
+        echo "\$ sudo $b"
+        "${run_as[@]}" "target/release/$b" || { code=$?; echo "(exit status $code)"; status=1; continue; }
+        echo "(exit status 0)"
+    done
+    exit "$status"
+fi
+
+echo "demo.sh: no cgroup v2 memory controller on this host (${mount:-no cgroup2 mount}): running in the VM"
+log=target/vm/demo.log
+scripts/vm.sh demo
+! grep -q '^(exit status [1-9]' "$log"
