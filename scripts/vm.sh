@@ -141,6 +141,7 @@ build_static() {
 make_initramfs() {
     local script=$1 root
     root=$(mktemp -d)
+    chmod 755 "$root"  # it becomes the guest's /, which unprivileged test runs must traverse
     mkdir -p "$root"/{bin,proc,sys,dev,tmp,tests} "$root$bin_dir"
     cp "$busybox" "$root/bin/busybox"
     for b in "${bins[@]}"; do

@@ -383,12 +383,17 @@ pub fn enable_controller(parent: &Path, controller: &str) -> Result<bool, Error>
     }
     let offered = read_file(&parent.join("cgroup.controllers"))?;
     if !has_word(&offered, controller) {
+        // Controllers flow down: a cgroup offers only what its own parent enabled for it.
+        let above = parent
+            .parent()
+            .unwrap_or(parent)
+            .join("cgroup.subtree_control");
         return Err(Error::cannot_run(format!(
-            "the {controller} controller is not enabled for {parent} ({} lists \"{}\"); enable \
-             it in the cgroups above first, or choose another --parent",
-            parent.join("cgroup.controllers").display(),
+            "the {controller} controller is not available in {} (its cgroup.controllers lists \
+             \"{}\"); fix: echo +{controller} > {}",
+            parent.display(),
             offered.trim(),
-            parent = parent.display(),
+            above.display(),
         )));
     }
     let change = format!("+{controller}");
@@ -410,6 +415,46 @@ pub fn enable_controller(parent: &Path, controller: &str) -> Result<bool, Error>
             subtree_control.display()
         ))),
     }
+}
+
+/// What [`remove_stale`] did with one leftover cgroup.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stale {
+    /// Its creator is gone and it was empty: removed.
+    Removed(PathBuf),
+    /// Its creator is gone but it still holds these processes (or could not be removed): kept.
+    Kept(PathBuf, String),
+}
+
+/// Finds cgroups under `parent` that a run of this program created and left behind (its
+/// creator, the pid in the name, no longer exists: it was killed with SIGKILL, say), removes
+/// the empty ones and reports the rest. Cgroups of runs still alive are left alone.
+pub fn remove_stale(parent: &Path) -> Vec<Stale> {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = own_name_pid(&entry.file_name()) else {
+            continue;
+        };
+        // kill(pid, 0) sends nothing; ESRCH means no such process.
+        if nix::sys::signal::kill(pid, None) != Err(nix::errno::Errno::ESRCH) {
+            continue;
+        }
+        let path = entry.path();
+        let procs = read_file(&path.join("cgroup.procs")).unwrap_or_default();
+        if !procs.trim().is_empty() {
+            let pids = procs.split_whitespace().collect::<Vec<_>>().join(" ");
+            found.push(Stale::Kept(path, format!("still holds processes {pids}")));
+            continue;
+        }
+        match fs::remove_dir(&path) {
+            Ok(()) => found.push(Stale::Removed(path)),
+            Err(e) => found.push(Stale::Kept(path, e.to_string())),
+        }
+    }
+    found
 }
 
 /// The cgroup of process `pid` in the v2 hierarchy, from `/proc/PID/cgroup` (`0::/path`).
@@ -480,6 +525,51 @@ mod tests {
             parse_flat_keyed("max 3\ngarbage\nx notanumber\n"),
             vec![("max".to_string(), 3)]
         );
+    }
+
+    #[test]
+    fn unique_names_never_reuse_an_existing_directory() {
+        let dir = std::env::temp_dir().join(format!("clone-cgroup-unique-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let taken = dir.join(format!("{NAME_PREFIX}{}-0", std::process::id()));
+        fs::create_dir(&taken).unwrap();
+        fs::write(taken.join("marker"), "someone else's").unwrap();
+        let fresh = Cgroup::create_unique(&dir).unwrap();
+        assert_eq!(
+            fresh.path(),
+            dir.join(format!("{NAME_PREFIX}{}-1", std::process::id()))
+        );
+        fresh.remove().unwrap();
+        assert!(
+            taken.join("marker").exists(),
+            "the existing directory was touched"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_cgroups_of_dead_runs_are_removed_and_live_ones_kept() {
+        let dir = std::env::temp_dir().join(format!("clone-cgroup-stale-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        // pid_max is at most 2^22, so this pid cannot exist.
+        let dead = dir.join(format!("{NAME_PREFIX}99999999-0"));
+        let alive = dir.join(format!("{NAME_PREFIX}{}-0", std::process::id()));
+        let busy = dir.join(format!("{NAME_PREFIX}99999998-0"));
+        for d in [&dead, &alive, &busy] {
+            fs::create_dir(d).unwrap();
+        }
+        fs::write(busy.join("cgroup.procs"), "1234\n").unwrap();
+        let mut report = remove_stale(&dir);
+        report.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        assert_eq!(
+            report,
+            vec![
+                Stale::Kept(busy.clone(), "still holds processes 1234".into()),
+                Stale::Removed(dead.clone()),
+            ]
+        );
+        assert!(alive.exists() && busy.exists() && !dead.exists());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

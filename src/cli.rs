@@ -210,7 +210,10 @@ pub const MEMORY_OPTIONS_HELP: &str =
     "      --limit BYTES    memory.max of the cgroup [default: 4096]
       --alloc BYTES    new memory the child writes after the move
                        [default: 3000; 1M for the _fail scenarios]
-      --delay MS       how long the child stays parked before it writes [default: 200]
+      --delay MS       delayed pair: how long the child sleeps before it writes; the
+                       parent moves it at half [default: 200]
+                       signal-synced pair: how long the parent keeps the ready child
+                       waiting before it moves it [default: 0]
       --timeout SECS   give up on a child that has not ended by then [default: 30]
       --parent DIR     create the scenario's cgroup under this cgroup v2 directory
                        [default: the root of the cgroup2 mount]
@@ -241,12 +244,12 @@ pub struct MemoryOptions {
 pub const MAX_BYTES: u64 = 1 << 30;
 
 impl MemoryOptions {
-    /// The defaults, with the scenario's own allocation size.
-    pub fn defaults(alloc: u64) -> MemoryOptions {
+    /// The defaults, with the scenario's own allocation size and delay.
+    pub fn defaults(alloc: u64, delay: Duration) -> MemoryOptions {
         MemoryOptions {
             limit: 4096,
             alloc,
-            delay: Duration::from_millis(200),
+            delay,
             timeout: Duration::from_secs(30),
             parent: None,
             cgroup: None,
@@ -255,8 +258,8 @@ impl MemoryOptions {
 
     /// Parses `args` over the defaults. Every error is an [`Error::Usage`], raised before
     /// anything is created.
-    pub fn parse(args: &[String], alloc: u64) -> Result<MemoryOptions, Error> {
-        let mut options = MemoryOptions::defaults(alloc);
+    pub fn parse(args: &[String], defaults: MemoryOptions) -> Result<MemoryOptions, Error> {
+        let mut options = defaults;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let (name, inline) = match arg.split_once('=') {
@@ -388,10 +391,10 @@ mod tests {
 
     #[test]
     fn memory_options_have_documented_defaults() {
-        let options = MemoryOptions::parse(&[], 3000).unwrap();
-        assert_eq!(options, MemoryOptions::defaults(3000));
+        let defaults = MemoryOptions::defaults(3000, Duration::from_millis(200));
+        let options = MemoryOptions::parse(&[], defaults.clone()).unwrap();
+        assert_eq!(options, defaults);
         assert_eq!(options.limit, 4096);
-        assert_eq!(options.delay, Duration::from_millis(200));
         assert!(MEMORY_OPTIONS_HELP.contains("[default: 4096]"));
         assert!(MEMORY_OPTIONS_HELP.contains("[default: 200]"));
     }
@@ -408,7 +411,7 @@ mod tests {
                 "--cgroup",
                 "/sys/fs/cgroup/foo",
             ]),
-            3000,
+            MemoryOptions::defaults(3000, Duration::ZERO),
         )
         .unwrap();
         assert_eq!(options.limit, 8192);
@@ -429,7 +432,10 @@ mod tests {
             &["--parent", "/a", "--cgroup", "/b"],
         ] {
             assert!(
-                matches!(MemoryOptions::parse(&args(bad), 3000), Err(Error::Usage(_))),
+                matches!(
+                    MemoryOptions::parse(&args(bad), MemoryOptions::defaults(3000, Duration::ZERO)),
+                    Err(Error::Usage(_))
+                ),
                 "{bad:?} was accepted"
             );
         }

@@ -95,6 +95,20 @@ pub enum WaitFailure {
     Sys(Error),
 }
 
+impl WaitFailure {
+    /// The failure as an [`Error`]: a timeout is a failed run, an interruption an interrupted one.
+    pub fn into_error(self) -> Error {
+        match self {
+            WaitFailure::TimedOut(ended) => Error::Failed(format!(
+                "child still running at the deadline; killed: {:?}",
+                ended.status
+            )),
+            WaitFailure::Interrupted(signal, _) => Error::Interrupted(signal),
+            WaitFailure::Sys(e) => e,
+        }
+    }
+}
+
 /// Waits for `child` to end, for at most `timeout`.
 ///
 /// `watch` must have been created before the child, so that a SIGCHLD sent before this call is
@@ -145,6 +159,11 @@ impl Child {
     /// The child's pid.
     pub fn pid(&self) -> Pid {
         self.pid
+    }
+
+    /// Records that the child was reaped some other way (by [`kill_and_reap`]).
+    pub fn mark_reaped(&mut self) {
+        self.reaped = true;
     }
 
     /// [`wait_for`] this child; afterwards it is reaped whatever the result.
@@ -393,10 +412,10 @@ where
 ///
 /// Not for children in a new PID namespace, where `getppid()` is always 0.
 pub fn die_with_parent(expected_parent: Pid) {
-    // SAFETY: prctl with these arguments only changes the calling process's death signal.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-    // SAFETY: getppid and _exit are async-signal-safe.
-    if unsafe { libc::getppid() } != expected_parent.as_raw() {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if nix::unistd::getppid() != expected_parent {
+        // SAFETY: _exit is async-signal-safe and ends the process without running the
+        // parent's destructors or atexit handlers, which are not the child's to run.
         unsafe { libc::_exit(1) };
     }
 }

@@ -19,12 +19,12 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::{geteuid, getpid, Pid};
 
-use crate::cgroup::{enable_controller, Cgroup, Cgroup2Mount, MemoryEvents};
+use crate::cgroup::{enable_controller, remove_stale, Cgroup, Cgroup2Mount, MemoryEvents, Stale};
 use crate::cli::{MemoryOptions, Summary, Verdict};
 use crate::memory::{warm_up_stack, Reservation, STACK_SIZE};
 use crate::process::{
-    clone_child, describe_status, die_with_parent, state_of, Child, ChildStack, Ended, Outcome,
-    WaitFailure,
+    clone_child, describe_status, die_with_parent, kill_and_reap, state_of, Child, ChildStack,
+    Ended, Outcome, WaitFailure,
 };
 use crate::sync::{self, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
 use crate::{child_say, Error};
@@ -49,6 +49,11 @@ impl Claim {
             Claim::Survives => 3000,
             Claim::KilledByKernel => 1 << 20,
         }
+    }
+
+    /// The options' defaults for this claim and a placement's delay.
+    pub fn defaults(&self, delay: Duration) -> MemoryOptions {
+        MemoryOptions::defaults(self.default_alloc(), delay)
     }
 
     /// The outcome token the claim expects.
@@ -131,6 +136,20 @@ pub fn prepare_memory_cgroup(options: &MemoryOptions) -> Result<MemoryCgroup, Er
         }
         None => {
             let parent = mount.resolve_dir(options.parent.as_deref().unwrap_or(&mount.path))?;
+            // A run killed with SIGKILL cannot clean up after itself; the next run does.
+            for stale in remove_stale(&parent) {
+                match stale {
+                    Stale::Removed(path) => println!(
+                        "parent[{me}]: 1. removed {}, left behind by a run that no longer exists",
+                        path.display()
+                    ),
+                    Stale::Kept(path, why) => println!(
+                        "parent[{me}]: 1. {} was left behind by a run that no longer exists; \
+                         kept: {why}",
+                        path.display()
+                    ),
+                }
+            }
             // A child cgroup gets memory.max only if its parent hands the controller down.
             if enable_controller(&parent, "memory")? {
                 println!(
@@ -198,7 +217,7 @@ fn wait_child(
         }
         Err(WaitFailure::Interrupted(signal, ended)) => {
             println!(
-                "parent[{me}]: got {}; killed child {}: {:?}",
+                "parent[{me}]: got {}; killed and reaped child {}: {:?}",
                 signal.as_str(),
                 child.pid(),
                 ended.status
@@ -349,18 +368,25 @@ fn child_warm_up(alloc: u64) -> Option<Reservation> {
     }
 }
 
+/// The delayed pair's default `--delay`: how long the child sleeps.
+pub const DELAYED_DEFAULT_DELAY: Duration = Duration::from_millis(200);
+
 /// The delayed placement: the child parks in a sleep; the parent, half-way through that sleep,
 /// moves it into the cgroup; the child wakes and writes `--alloc` bytes of new memory.
 pub fn delayed(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Error> {
-    let options = MemoryOptions::parse(args, claim.default_alloc())?;
+    let options = MemoryOptions::parse(args, claim.defaults(DELAYED_DEFAULT_DELAY))?;
     let me = getpid();
 
-    // 1. Refuse early if this machine cannot run it; create the cgroup and set the limit.
-    let setup = prepare_memory_cgroup(&options)?;
-
-    // 2. Block SIGCHLD and the interruptions, so that no end is missed and Ctrl-C is ours to
-    //    handle; then clone. No CLONE_* flags: an ordinary child with a copy of our memory.
+    // 1. Block SIGCHLD and the interruptions first, so that no end is missed and a Ctrl-C,
+    //    even during setup, is ours to handle; refuse early if this machine cannot run the
+    //    scenario; create the cgroup and set the limit.
     let watch = SignalWatch::install()?;
+    let setup = prepare_memory_cgroup(&options)?;
+    if let Some(signal) = watch.pending_interruption()? {
+        return Err(Error::Interrupted(signal));
+    }
+
+    // 2. Clone. No CLONE_* flags: an ordinary child with a copy of our memory.
     let mut stack = ChildStack::new(STACK_SIZE)?;
     let (alloc, delay) = (options.alloc, options.delay);
     let mut body = || {
@@ -394,45 +420,57 @@ pub fn delayed(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary,
 
     // 4. The bet on timing: after half the child's delay it should be parked. /proc shows
     //    whether it was (S = sleeping), but the move happens either way.
-    if let Some(r) = parent_pause(&watch, delay / 2)? {
-        if r.is_interruption() {
-            drop(child);
+    match parent_pause(&watch, delay / 2)? {
+        Some(r) if r.is_interruption() => return Err(interrupted(me, child, r.signal)),
+        Some(_) => println!("parent[{me}]: 4. child {pid} ended before it was moved"),
+        None => {
+            let state = state_of(pid).unwrap_or('?');
+            setup.cgroup.add_process(pid)?;
             println!(
-                "parent[{me}]: got {}; killed and reaped child {pid}",
-                r.signal.as_str()
+                "parent[{me}]: 4. moved child {pid} (state {state} at the move) into {}; \
+                 cgroup.procs lists {:?}",
+                setup.cgroup.path().display(),
+                setup.cgroup.processes()?
             );
-            return Err(Error::Interrupted(r.signal));
         }
     }
-    let state = state_of(pid).unwrap_or('?');
-    setup.cgroup.add_process(pid)?;
-    println!(
-        "parent[{me}]: 4. moved child {pid} (state {state} at the move) into {}; cgroup.procs lists {:?}",
-        setup.cgroup.path().display(),
-        setup.cgroup.processes()?
-    );
 
-    // 7.-9. Wait, read the kernel's evidence, clean up.
+    // 7. Wait for the end; 8.-9. the kernel's evidence; clean up.
     let ended = wait_child(me, &mut child, &watch, &options, 7, |_| {})?;
     let evidence = collect_evidence(me, ended, setup, &options, 8)?;
     Ok(summarize(scenario, claim, &options, &evidence, true).field("placement", "delayed"))
+}
+
+/// Kills and reaps `child` after an interruption and says so: the error path of Ctrl-C.
+fn interrupted(me: Pid, child: Child, signal: Signal) -> Error {
+    let pid = child.pid();
+    drop(child);
+    println!(
+        "parent[{me}]: got {}; killed and reaped child {pid}",
+        signal.as_str()
+    );
+    Error::Interrupted(signal)
 }
 
 /// The signal-synced placement: the child warms up, sends SIGUSR2 ("ready") and waits for
 /// SIGUSR1; the parent moves it and sends SIGUSR1 ("moved"); the child writes `--alloc` bytes
 /// and sends SIGUSR2 again ("done").
 pub fn signal_synced(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Error> {
-    let options = MemoryOptions::parse(args, claim.default_alloc())?;
+    let options = MemoryOptions::parse(args, claim.defaults(Duration::ZERO))?;
     let me = getpid();
 
-    // 1. Refuse early if this machine cannot run it; create the cgroup and set the limit.
-    let setup = prepare_memory_cgroup(&options)?;
-
-    // 2. Block SIGUSR1, SIGUSR2, SIGCHLD and the interruptions *before* clone: the child
+    // 1. Block SIGUSR1, SIGUSR2, SIGCHLD and the interruptions *before* clone: the child
     //    inherits the mask, so a signal sent before its receiver waits stays pending instead
-    //    of being lost (or killing it: the default action of SIGUSR1 is to terminate).
+    //    of being lost (or killing it: the default action of SIGUSR1 is to terminate). Then
+    //    refuse early if this machine cannot run the scenario; create the cgroup.
     let watch = SignalWatch::install()?;
-    println!("parent[{me}]: 2. blocked SIGUSR1, SIGUSR2 and SIGCHLD; the child inherits the mask");
+    let setup = prepare_memory_cgroup(&options)?;
+    if let Some(signal) = watch.pending_interruption()? {
+        return Err(Error::Interrupted(signal));
+    }
+    println!(
+        "parent[{me}]: 2. SIGUSR1, SIGUSR2 and SIGCHLD are blocked; the child inherits the mask"
+    );
     let mut stack = ChildStack::new(STACK_SIZE)?;
     let (alloc, timeout) = (options.alloc, options.timeout);
     let mut go = SigSet::empty();
@@ -480,31 +518,53 @@ pub fn signal_synced(scenario: &str, claim: Claim, args: &[String]) -> Result<Su
     let mut child = Child::adopt(pid);
     println!("parent[{me}]: 2. clone() returned child {pid}");
 
-    // 4. Wait for "ready", move the child, say "go".
+    // 4. Wait for "ready" (bounded), let the child wait --delay ms to show that the timing no
+    //    longer matters, move it, say "go".
     let deadline = Instant::now() + options.timeout;
-    match watch.expect(CHILD_TO_PARENT, pid, deadline)? {
-        Some(r) if r.signal == CHILD_TO_PARENT => {
-            setup.cgroup.add_process(pid)?;
-            println!(
-                "parent[{me}]: 4. got SIGUSR2 from {pid}: ready; moved it into {}; cgroup.procs lists {:?}; SIGUSR1 to {pid}",
-                setup.cgroup.path().display(),
-                setup.cgroup.processes()?
-            );
-            sync::send(pid, PARENT_TO_CHILD)?;
+    let ready = match watch.expect(CHILD_TO_PARENT, pid, deadline)? {
+        Some(r) if r.signal == CHILD_TO_PARENT => true,
+        Some(r) if r.is_interruption() => return Err(interrupted(me, child, r.signal)),
+        Some(_) => {
+            println!("parent[{me}]: 4. child {pid} ended before it said ready; not moved");
+            false
         }
-        Some(r) if r.is_interruption() => {
-            drop(child);
+        None => {
+            let ended = kill_and_reap(pid).map_err(WaitFailure::into_error)?;
+            child.mark_reaped();
             println!(
-                "parent[{me}]: got {}; killed and reaped child {pid}",
-                r.signal.as_str()
+                "parent[{me}]: 4. no ready signal from {pid} within {:?}; killed it: {:?}",
+                options.timeout, ended.status
             );
-            return Err(Error::Interrupted(r.signal));
+            return Err(Error::Failed(format!(
+                "child {pid} never said ready within {:?}",
+                options.timeout
+            )));
         }
-        Some(_) => println!("parent[{me}]: 4. child {pid} ended before it said ready; not moved"),
-        None => println!(
-            "parent[{me}]: 4. no ready signal from {pid} within {:?}",
-            options.timeout
-        ),
+    };
+    if ready {
+        println!("parent[{me}]: 4. got SIGUSR2 from {pid}: ready");
+        let early_end = if options.delay.is_zero() {
+            None
+        } else {
+            println!(
+                "parent[{me}]: 4. keeping it waiting {} ms",
+                options.delay.as_millis()
+            );
+            parent_pause(&watch, options.delay)?
+        };
+        match early_end {
+            Some(r) if r.is_interruption() => return Err(interrupted(me, child, r.signal)),
+            Some(_) => println!("parent[{me}]: 4. child {pid} ended while it waited; not moved"),
+            None => {
+                setup.cgroup.add_process(pid)?;
+                println!(
+                    "parent[{me}]: 4. moved it into {}; cgroup.procs lists {:?}; SIGUSR1 to {pid}",
+                    setup.cgroup.path().display(),
+                    setup.cgroup.processes()?
+                );
+                sync::send(pid, PARENT_TO_CHILD)?;
+            }
+        }
     }
 
     // 7. Wait for the end, noting whether "done" arrived before it.

@@ -71,6 +71,19 @@ impl SignalWatch {
         wait_signal(&self.watched, deadline)
     }
 
+    /// Takes every signal already pending and returns the first interruption among them, if
+    /// any: the check between steps that do not wait (a Ctrl-C during setup stays pending
+    /// until asked for, because it is blocked).
+    pub fn pending_interruption(&self) -> Result<Option<Signal>, Error> {
+        let mut first = None;
+        while let Some(r) = self.next(Instant::now())? {
+            if r.is_interruption() && first.is_none() {
+                first = Some(r.signal);
+            }
+        }
+        Ok(first)
+    }
+
     /// Waits until `from` sends `signal`. Returns `Ok(None)` at the deadline, and the other
     /// watched signal instead if one comes first from elsewhere that matters: SIGCHLD (the
     /// child ended before it signalled) or an interruption.

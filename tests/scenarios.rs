@@ -7,106 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-use clone_cgroup::cgroup::{own_name_pid, Cgroup2Mount};
+use clone_cgroup::cgroup::Cgroup2Mount;
 use clone_cgroup::cli::{Summary, Verdict};
 
-const NEEDS_CGROUP2: &str =
-    "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it";
-
-/// One finished run of a binary.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn summary(&self) -> Summary {
-        let last = self.stdout.lines().last().unwrap_or("");
-        Summary::parse(last)
-            .unwrap_or_else(|| panic!("last line is not a summary: {last:?}\n{self}"))
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn bin(name: &str) -> PathBuf {
-    let path = match name {
-        "fork_waitpid" => env!("CARGO_BIN_EXE_fork_waitpid"),
-        "clone_waitpid" => env!("CARGO_BIN_EXE_clone_waitpid"),
-        "clone_waitpid_cgroup_memory" => env!("CARGO_BIN_EXE_clone_waitpid_cgroup_memory"),
-        "clone_waitpid_cgroup_memory_fail" => {
-            env!("CARGO_BIN_EXE_clone_waitpid_cgroup_memory_fail")
-        }
-        "clone_wait_signal_cgroup_memory" => env!("CARGO_BIN_EXE_clone_wait_signal_cgroup_memory"),
-        "clone_wait_signal_cgroup_memory_fail" => {
-            env!("CARGO_BIN_EXE_clone_wait_signal_cgroup_memory_fail")
-        }
-        other => panic!("no binary {other}"),
-    };
-    PathBuf::from(path)
-}
-
-fn run(name: &str, args: &[&str]) -> Run {
-    let output = Command::new(bin(name))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-const MEMORY_SCENARIOS: [&str; 4] = [
-    "clone_waitpid_cgroup_memory",
-    "clone_waitpid_cgroup_memory_fail",
-    "clone_wait_signal_cgroup_memory",
-    "clone_wait_signal_cgroup_memory_fail",
-];
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// The cgroup2 mount, if the memory controller is available there.
-fn memory_capable_mount() -> Option<Cgroup2Mount> {
-    let mount = Cgroup2Mount::find().ok()?;
-    mount.require_controller("memory").ok()?;
-    Some(mount)
-}
-
-/// Cgroups this program created anywhere under the mount, found by their name.
-fn own_cgroups(root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                if own_name_pid(&entry.file_name()).is_some() {
-                    found.push(entry.path());
-                }
-                dirs.push(entry.path());
-            }
-        }
-    }
-    found
-}
+mod common;
+use common::*;
 
 #[test]
 fn fork_waitpid_child_exits_with_42_and_the_parent_decodes_it() {
@@ -242,8 +149,7 @@ fn repeat_memory_scenario(
     times: usize,
     check: impl Fn(&Run, &Summary),
 ) -> BTreeMap<String, usize> {
-    assert!(is_root(), "{NEEDS_CGROUP2}");
-    let mount = memory_capable_mount().expect(NEEDS_CGROUP2);
+    let mount = require_cgroup2();
     let mut peaks = BTreeMap::new();
     for i in 0..times {
         let run = run(name, &[]);
@@ -328,7 +234,7 @@ fn signal_synced_big_child_is_oom_killed_every_time() {
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn an_existing_cgroup_is_used_and_kept() {
-    let mount = memory_capable_mount().expect(NEEDS_CGROUP2);
+    let mount = require_cgroup2();
     // As scripts/make-foo-cgroup.sh does: hand the controller down, then mkdir.
     clone_cgroup::cgroup::enable_controller(&mount.path, "memory").expect("enable memory");
     let foo = mount.path.join("foo-clone-cgroup-test");

@@ -115,17 +115,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     println!("parent[{me}]: 2. clone({flags:?}) returned child {pid}");
 
     // 5. Bounded wait: the child ends at once, so 10 s means something went wrong.
-    let ended = match child.wait(&watch, Duration::from_secs(10), |_| {}) {
-        Ok(ended) => ended,
-        Err(WaitFailure::Interrupted(signal, _)) => return Err(Error::Interrupted(signal)),
-        Err(WaitFailure::TimedOut(ended)) => {
-            return Err(Error::Failed(format!(
-                "child still running after 10 s; killed: {:?}",
-                ended.status
-            )))
-        }
-        Err(WaitFailure::Sys(e)) => return Err(e),
-    };
+    let ended = child
+        .wait(&watch, Duration::from_secs(10), |_| {})
+        .map_err(WaitFailure::into_error)?;
     println!("parent[{me}]: 5. waitpid: {:?}", ended.status);
     println!("parent[{me}]:    {}", describe_status(ended.status));
     if ended.outcome == Outcome::Exited(CHILD_NO_PERMISSION) {

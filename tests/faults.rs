@@ -1,0 +1,190 @@
+//! Faults: interrupted parents, a parent killed outright, children that never reach their
+//! step. Whatever happens, no cgroup, child or zombie is left, and no wait is unbounded.
+//!
+//! All of these need root and cgroup v2: they are `#[ignore]`d and run in the VM.
+
+use std::time::{Duration, Instant};
+
+use clone_cgroup::cli::Verdict;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+
+mod common;
+use common::*;
+
+/// Sends `signal` to a running scenario once it has printed `when`; checks that it reports
+/// the interruption (128 + signal), and that the child and the cgroup are gone.
+fn interrupt(name: &str, args: &[&str], when: &str, signal: Signal) {
+    let mount = require_cgroup2();
+    let mut running = Running::start(name, args);
+    let child = running.child_pid();
+    running.line_with(when);
+    kill(running.pid(), signal).unwrap();
+    let run = running.finish();
+    assert_eq!(run.code, 128 + signal as i32, "{run}");
+    assert_eq!(run.summary().verdict, Verdict::Interrupted, "{run}");
+    assert!(
+        run.stdout.contains(&format!(
+            "got {}; killed and reaped child {child}",
+            signal.as_str()
+        )),
+        "{run}"
+    );
+    assert!(!exists(child), "child {child} outlived the run");
+    assert!(own_cgroups(&mount.path).is_empty(), "{run}");
+    assert!(
+        leftover_processes().is_empty(),
+        "{:?}",
+        leftover_processes()
+    );
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn sigint_while_the_delayed_child_sleeps_before_the_move() {
+    interrupt(
+        "clone_waitpid_cgroup_memory",
+        &["--delay", "6000"],
+        "warmed up",
+        Signal::SIGINT,
+    );
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn sigterm_while_the_parent_waits_for_the_moved_child() {
+    interrupt(
+        "clone_waitpid_cgroup_memory",
+        &["--delay", "6000"],
+        "4. moved child",
+        Signal::SIGTERM,
+    );
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn sigint_while_the_signal_synced_child_waits_for_sigusr1() {
+    interrupt(
+        "clone_wait_signal_cgroup_memory",
+        &["--delay", "6000"],
+        "keeping it waiting",
+        Signal::SIGINT,
+    );
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn sighup_is_an_interruption_too() {
+    interrupt(
+        "clone_wait_signal_cgroup_memory_fail",
+        &["--delay", "6000"],
+        "keeping it waiting",
+        Signal::SIGHUP,
+    );
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn a_parent_killed_outright_takes_its_child_along_and_the_next_run_cleans_up() {
+    let mount = require_cgroup2();
+    // Orphans are re-parented to us rather than to init, so we can see them die and reap them.
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let mut running = Running::start("clone_waitpid_cgroup_memory", &["--delay", "6000"]);
+    let child = running.child_pid();
+    running.line_with("4. moved child");
+    kill(running.pid(), Signal::SIGKILL).unwrap();
+    let killed = running.finish();
+    assert_eq!(killed.code, 128 + 9, "{killed}");
+
+    // PR_SET_PDEATHSIG: the kernel kills the child when its parent dies.
+    let started = Instant::now();
+    let status = loop {
+        match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if started.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            other => break other,
+        }
+    };
+    assert_eq!(
+        status,
+        Ok(WaitStatus::Signaled(child, Signal::SIGKILL, false))
+    );
+
+    // Its cgroup is left behind, empty; the next run finds and removes it.
+    let stale = own_cgroups(&mount.path);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    let next = run("clone_waitpid_cgroup_memory", &[]);
+    assert_eq!(next.code, 0, "{next}");
+    let removed = format!(
+        "removed {}, left behind by a run that no longer exists",
+        stale[0].display()
+    );
+    assert!(next.stdout.contains(&removed), "{next}");
+    assert!(own_cgroups(&mount.path).is_empty());
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn a_child_that_does_not_end_in_time_is_killed_at_the_deadline() {
+    let mount = require_cgroup2();
+    let started = Instant::now();
+    let run = run(
+        "clone_waitpid_cgroup_memory",
+        &["--delay", "8000", "--timeout", "1"],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.code, 1, "{run}");
+    assert_eq!(run.summary().verdict, Verdict::NotAsClaimed);
+    assert!(
+        run.stdout.contains("still running after 1s; killed it"),
+        "{run}"
+    );
+    assert!(own_cgroups(&mount.path).is_empty(), "{run}");
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn a_child_that_waits_in_vain_for_sigusr1_gives_up_and_says_so() {
+    let mount = require_cgroup2();
+    // The parent holds the ready child longer than the child's own bound.
+    let run = run(
+        "clone_wait_signal_cgroup_memory",
+        &["--delay", "4000", "--timeout", "1"],
+    );
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        run.stdout.contains("no SIGUSR1 within 1 s; giving up"),
+        "{run}"
+    );
+    assert!(
+        run.stdout.contains("ended while it waited; not moved"),
+        "{run}"
+    );
+    assert_eq!(run.summary().get("outcome"), Some("exited:70"), "{run}");
+    assert!(own_cgroups(&mount.path).is_empty(), "{run}");
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn a_sigkill_from_someone_else_is_not_taken_for_the_oom_killer() {
+    let mount = require_cgroup2();
+    let mut running = Running::start("clone_waitpid_cgroup_memory_fail", &["--delay", "4000"]);
+    let child = running.child_pid();
+    running.line_with("warmed up");
+    kill(child, Signal::SIGKILL).unwrap();
+    let run = running.finish();
+    // Killed by SIGKILL, as claimed, but not by the kernel: oom_kill 0, so not as claimed.
+    assert_eq!(run.code, 1, "{run}");
+    assert_eq!(
+        run.summary().get("outcome"),
+        Some("killed:SIGKILL"),
+        "{run}"
+    );
+    assert_eq!(run.summary().get("oom_kill"), Some("0"), "{run}");
+    assert!(own_cgroups(&mount.path).is_empty(), "{run}");
+}

@@ -1,0 +1,207 @@
+//! Clear refusals: each environment a scenario cannot run in gives exit status 2, one line
+//! naming the reason and the fix, and writes nothing.
+//!
+//! The kernel-dependent cases are `#[ignore]`d and run as root in the VM (scripts/vm.sh test).
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use clone_cgroup::cgroup::enable_controller;
+use clone_cgroup::cli::Verdict;
+
+mod common;
+use common::*;
+
+/// Asserts the run refused with exit status 2, one line on stderr containing `reason`.
+fn assert_refused(run: &Run, reason: &str) {
+    assert_eq!(run.code, 2, "{run}");
+    assert_eq!(run.summary().verdict, Verdict::CannotRun, "{run}");
+    assert_eq!(run.stderr.lines().count(), 1, "not one line: {run}");
+    assert!(run.stderr.contains("cannot run here: "), "{run}");
+    assert!(run.stderr.contains(reason), "expected {reason:?}: {run}");
+    assert!(!run.stdout.contains("created cgroup"), "{run}");
+    // Shown by --show-output: the refusal table as measured.
+    eprintln!("refusal: exit {}: {}", run.code, run.stderr.trim());
+}
+
+/// The uid of "nobody", for running a binary without privileges.
+const NOBODY: u32 = 65534;
+
+fn run_as_nobody(name: &str, args: &[&str]) -> Run {
+    let mut command = Command::new(bin(name));
+    command.args(args);
+    if is_root() {
+        command.uid(NOBODY).gid(NOBODY);
+    }
+    run_command(&mut command)
+}
+
+#[test]
+fn cgroup_scenarios_refuse_a_user_without_root() {
+    for name in MEMORY_SCENARIOS {
+        assert_refused(
+            &run_as_nobody(name, &[]),
+            "needs root to create cgroups and move processes: run it with sudo",
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn clone_waitpid_names_the_sysctls_when_user_namespaces_are_restricted() {
+    require_cgroup2();
+    let limit = Path::new("/proc/sys/user/max_user_namespaces");
+    let saved = fs::read_to_string(limit).unwrap();
+    fs::write(limit, "0").unwrap();
+    let run = run_as_nobody("clone_waitpid", &[]);
+    fs::write(limit, saved.trim()).unwrap();
+    assert_refused(&run, "user.max_user_namespaces");
+    assert!(
+        run.stderr
+            .contains("kernel.apparmor_restrict_unprivileged_userns"),
+        "{run}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn no_cgroup2_mount_is_named_as_such() {
+    require_cgroup2();
+    // A private mount namespace without the cgroup2 mount; the VM's own stays as it is.
+    let script = format!(
+        "umount /sys/fs/cgroup && exec {}",
+        bin("clone_waitpid_cgroup_memory").display()
+    );
+    let run = run_command(Command::new("unshare").args([
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    assert_refused(&run, "no cgroup2 filesystem is mounted");
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn bad_cgroup_and_parent_paths_are_refused_before_any_write() {
+    let mount = require_cgroup2();
+    let root_control = fs::read_to_string(mount.path.join("cgroup.subtree_control")).unwrap();
+    let link = std::env::temp_dir().join("clone-cgroup-link-to-proc");
+    let _ = fs::remove_file(&link);
+    symlink("/proc", &link).unwrap();
+    let dotdot = format!("{}/../../../tmp", mount.path.display());
+    let cases: [(&str, &str, &str); 7] = [
+        (
+            "--cgroup",
+            "/nonexistent/cgroup",
+            "No such file or directory",
+        ),
+        ("--cgroup", "/tmp", "is not a cgroup v2 directory"),
+        ("--cgroup", &dotdot, "is not a cgroup v2 directory"),
+        (
+            "--cgroup",
+            link.to_str().unwrap(),
+            "is not a cgroup v2 directory",
+        ),
+        (
+            "--cgroup",
+            mount.path.to_str().unwrap(),
+            "has no memory.max",
+        ),
+        ("--parent", "/tmp", "is not a cgroup v2 directory"),
+        ("--parent", &dotdot, "is not a cgroup v2 directory"),
+    ];
+    for (option, path, reason) in cases {
+        let run = run("clone_waitpid_cgroup_memory", &[option, path]);
+        assert_refused(&run, reason);
+    }
+    fs::remove_file(&link).unwrap();
+    assert_eq!(
+        fs::read_to_string(mount.path.join("cgroup.subtree_control")).unwrap(),
+        root_control
+    );
+    assert!(own_cgroups(&mount.path).is_empty());
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn a_parent_without_the_controller_gets_it_or_the_exact_fix() {
+    let mount = require_cgroup2();
+    enable_controller(&mount.path, "memory").unwrap();
+    // The parent is offered memory but has not enabled it for its children: the run does.
+    let parent = mount.path.join("refusal-parent");
+    fs::create_dir(&parent).unwrap();
+    let run = run(
+        "clone_waitpid_cgroup_memory",
+        &["--parent", parent.to_str().unwrap()],
+    );
+    let control = parent.join("cgroup.subtree_control");
+    let enabled = fs::read_to_string(&control).unwrap();
+    // One level further down, memory is not even offered: the run names the write that fixes it.
+    let nested = parent.join("nested");
+    fs::write(&control, "-memory").unwrap();
+    fs::create_dir(&nested).unwrap();
+    let refused = run_with_parent(&nested);
+    fs::remove_dir(&nested).unwrap();
+    fs::remove_dir(&parent).unwrap();
+
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stdout
+            .contains(&format!("wrote \"+memory\" to {}", control.display())),
+        "{run}"
+    );
+    assert!(enabled.contains("memory"), "{enabled:?}");
+    assert_refused(
+        &refused,
+        &format!("fix: echo +memory > {}", control.display()),
+    );
+}
+
+fn run_with_parent(parent: &Path) -> Run {
+    run(
+        "clone_waitpid_cgroup_memory",
+        &["--parent", parent.to_str().unwrap()],
+    )
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn a_parent_with_processes_is_refused_with_the_no_internal_process_rule() {
+    let mount = require_cgroup2();
+    enable_controller(&mount.path, "memory").unwrap();
+    let parent = mount.path.join("busy-parent");
+    fs::create_dir(&parent).unwrap();
+    let mut sleeper = Command::new("sleep")
+        .arg("30")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    fs::write(parent.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    let run = run_with_parent(&parent);
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    fs::remove_dir(&parent).unwrap();
+    assert_refused(&run, "EBUSY, the no-internal-process rule");
+    assert!(run.stderr.contains("--parent"), "{run}");
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn a_cgroup_that_looks_like_ours_but_belongs_to_a_live_process_is_left_alone() {
+    let mount = require_cgroup2();
+    // Pid 1 is alive, so this is not a stale leftover: never removed, never reused.
+    let theirs = mount.path.join("clone-cgroup-1-0");
+    fs::create_dir(&theirs).unwrap();
+    let run = run("clone_waitpid_cgroup_memory", &[]);
+    let still_there = theirs.is_dir();
+    fs::remove_dir(&theirs).unwrap();
+    assert_eq!(run.code, 0, "{run}");
+    assert!(still_there, "{run}");
+    assert!(!run.stdout.contains("clone-cgroup-1-0"), "{run}");
+}
