@@ -10,9 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bins=(fork_waitpid clone_waitpid
-      clone_waitpid_cgroup_memory clone_waitpid_cgroup_memory_fail
-      clone_wait_signal_cgroup_memory clone_wait_signal_cgroup_memory_fail)
+mapfile -t bins < scripts/scenarios.txt
 
 mount=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
 if [ -n "$mount" ] && grep -qw memory "$mount/cgroup.controllers" 2>/dev/null; then

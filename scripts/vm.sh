@@ -32,9 +32,9 @@ smp=${VM_SMP:-1}
 memory=${VM_MEMORY:-256M}
 boot_timeout=${VM_TIMEOUT:-1200}
 target=x86_64-unknown-linux-gnu
-bins=(fork_waitpid clone_waitpid
-      clone_waitpid_cgroup_memory clone_waitpid_cgroup_memory_fail
-      clone_wait_signal_cgroup_memory clone_wait_signal_cgroup_memory_fail)
+# Every binary goes into the VM; the demo runs the scenarios in the order of scenarios.txt.
+mapfile -t bins < <(cd "$here/src/bin" && ls -- *.rs | sed 's/\.rs$//')
+mapfile -t demo_bins < "$here/scripts/scenarios.txt"
 
 die() { echo "vm.sh: $*" >&2; exit 2; }
 say() { echo "vm.sh: $*" >&2; }
@@ -234,7 +234,7 @@ main() {
             ;;
         demo)
             build_static bins
-            script='for b in '"${bins[*]}"'; do echo; echo "\$ sudo $b"; $b; echo "(exit status $?)"; done'
+            script='for b in '"${demo_bins[*]}"'; do echo; echo "\$ sudo $b"; $b; echo "(exit status $?)"; done'
             make_initramfs "$script"
             # loglevel 4 lets the kernel's own "Memory cgroup out of memory: Killed process" through.
             boot_with_retry "$log" 4 || exit 1

@@ -45,6 +45,7 @@ use nix::sys::signal::Signal;
 
 pub mod cgroup;
 pub mod cli;
+pub mod clone3;
 pub mod memory;
 pub mod process;
 pub mod scenarios;

@@ -22,20 +22,48 @@ const PAGE_TABLE_SPAN: usize = 2 << 20;
 ///
 /// Layout: one "page-table page" followed by the buffer, all inside one 2 MiB-aligned span,
 /// so that writing the first page builds every page table the buffer needs (for buffers up
-/// to 2 MiB less a page).
+/// to 2 MiB less a page). [`Reservation::with_shared_stack`] adds a stack after the buffer.
 pub struct Reservation {
     mapping: NonNull<libc::c_void>,
     mapping_len: usize,
     window: *mut u8,
     capacity: usize,
+    stack_len: usize,
+}
+
+/// A stack for a child, as [`Reservation::shared_stack`] hands it out: the lowest address and
+/// the length, as `clone3` takes them.
+#[derive(Clone, Copy, Debug)]
+pub struct StackArea {
+    /// Lowest address.
+    pub base: *mut u8,
+    /// Length in bytes, a multiple of the page size.
+    pub len: usize,
 }
 
 impl Reservation {
     /// Reserves room for `bytes` of buffer. Costs address space, not memory.
     pub fn new(bytes: usize) -> Result<Reservation, Error> {
+        Reservation::with_shared_stack(bytes, 0)
+    }
+
+    /// Reserves room for `bytes` of buffer and, after it in the same 2 MiB span,
+    /// `stack_bytes` of stack that a `clone3` child can run on without being charged for it.
+    ///
+    /// The stack is a *shared* mapping that is written here, by the caller: a child writes the
+    /// very pages its parent already paid for, instead of copying them on write (a copy is
+    /// a new page, charged to the child's cgroup). Its page tables are the buffer's, which
+    /// [`build_page_tables`](Self::build_page_tables) creates and `fork` copies.
+    pub fn with_shared_stack(bytes: usize, stack_bytes: usize) -> Result<Reservation, Error> {
         let page = page_size();
         let capacity = bytes.div_ceil(page).max(1) * page;
-        let window_len = page + capacity;
+        let stack_len = stack_bytes.div_ceil(page) * page;
+        if stack_len > 0 && page + capacity + stack_len > PAGE_TABLE_SPAN {
+            return Err(Error::Failed(format!(
+                "a {bytes}-byte buffer and a {stack_bytes}-byte stack do not fit in one 2 MiB span"
+            )));
+        }
+        let window_len = page + capacity + stack_len;
         let mapping_len = window_len + PAGE_TABLE_SPAN;
         // SAFETY: a fresh private anonymous mapping aliases nothing; the result is checked.
         // MAP_NORESERVE: this is a reservation of addresses, not a promise of memory.
@@ -64,12 +92,45 @@ impl Reservation {
                 libc::MADV_NOHUGEPAGE,
             )
         };
-        Ok(Reservation {
+        let reservation = Reservation {
             // SAFETY: mmap succeeded, so the pointer is not null.
             mapping: unsafe { NonNull::new_unchecked(mapping) },
             mapping_len,
             window,
             capacity,
+            stack_len,
+        };
+        if stack_len > 0 {
+            // SAFETY: the stack lies at the end of the window, inside our mapping; MAP_FIXED
+            // replaces exactly that part of it with a shared mapping.
+            let stack = unsafe { window.add(page + capacity) } as *mut libc::c_void;
+            let mapped = unsafe {
+                libc::mmap(
+                    stack,
+                    stack_len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                    -1,
+                    0,
+                )
+            };
+            if mapped == libc::MAP_FAILED {
+                return Err(Error::sys("mmap(shared stack)", Errno::last()));
+            }
+            for offset in (0..stack_len).step_by(page) {
+                // SAFETY: offset < stack_len, inside the shared stack.
+                unsafe { std::ptr::write_volatile((stack as *mut u8).add(offset), 0) };
+            }
+        }
+        Ok(reservation)
+    }
+
+    /// The shared stack made by [`with_shared_stack`](Self::with_shared_stack), if any.
+    pub fn shared_stack(&self) -> Option<StackArea> {
+        (self.stack_len > 0).then(|| StackArea {
+            // SAFETY: the stack starts after the page-table page and the buffer.
+            base: unsafe { self.window.add(page_size() + self.capacity) },
+            len: self.stack_len,
         })
     }
 
@@ -142,6 +203,21 @@ mod tests {
         let mut big = Reservation::new(1 << 20).unwrap();
         assert_eq!(big.touch(1 << 20), (1 << 20) / page);
         assert_eq!(big.touch(usize::MAX), (1 << 20) / page);
+    }
+
+    #[test]
+    fn a_shared_stack_follows_the_buffer_in_the_same_span() {
+        let r = Reservation::with_shared_stack(1 << 20, 32 << 10).unwrap();
+        let stack = r.shared_stack().unwrap();
+        assert_eq!(stack.len, 32 << 10);
+        assert_eq!(
+            stack.base as usize,
+            r.window as usize + page_size() + (1 << 20)
+        );
+        let end = stack.base as usize + stack.len - 1;
+        assert_eq!(r.window as usize / PAGE_TABLE_SPAN, end / PAGE_TABLE_SPAN);
+        assert!(Reservation::with_shared_stack(2 << 20, 32 << 10).is_err());
+        assert!(Reservation::new(3000).unwrap().shared_stack().is_none());
     }
 
     #[test]

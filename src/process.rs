@@ -293,7 +293,7 @@ pub fn thread_count() -> Result<usize, Error> {
 
 /// Fails unless this process has exactly one thread. A single thread cannot be racing a
 /// `fork`: no lock can be held by a thread that the child will not have.
-fn require_single_thread(call: &str) -> Result<(), Error> {
+pub(crate) fn require_single_thread(call: &str) -> Result<(), Error> {
     match thread_count()? {
         1 => Ok(()),
         n => Err(Error::Failed(format!(
