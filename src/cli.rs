@@ -260,18 +260,7 @@ impl MemoryOptions {
     /// anything is created.
     pub fn parse(args: &[String], defaults: MemoryOptions) -> Result<MemoryOptions, Error> {
         let mut options = defaults;
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let (name, inline) = match arg.split_once('=') {
-                Some((name, value)) if name.starts_with("--") => (name, Some(value.to_string())),
-                _ => (arg.as_str(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| args.next().cloned())
-                    .ok_or_else(|| Error::Usage(format!("{name} needs a value")))
-            };
+        for_each_option(args, |name, value| {
             match name {
                 "--limit" => options.limit = parse_bytes(name, &value()?)?,
                 "--alloc" => options.alloc = parse_bytes(name, &value()?)?,
@@ -285,7 +274,8 @@ impl MemoryOptions {
                 "--cgroup" => options.cgroup = Some(PathBuf::from(value()?)),
                 other => return Err(Error::Usage(format!("unknown option {other:?}"))),
             }
-        }
+            Ok(())
+        })?;
         if options.limit < 4096 {
             return Err(Error::Usage(format!(
                 "--limit {} is below one page (4096): the child could not run at all",
@@ -299,6 +289,29 @@ impl MemoryOptions {
         }
         Ok(options)
     }
+}
+
+/// Walks `--name VALUE` and `--name=VALUE` options: calls `handle(name, value)`, where
+/// `value()` takes the option's value (and fails with a usage error if there is none).
+pub fn for_each_option(
+    args: &[String],
+    mut handle: impl FnMut(&str, &mut dyn FnMut() -> Result<String, Error>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(value.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next().cloned())
+                .ok_or_else(|| Error::Usage(format!("{name} needs a value")))
+        };
+        handle(name, &mut value)?;
+    }
+    Ok(())
 }
 
 /// Parses a byte count: digits with an optional K, M or G suffix (powers of 1024), from 1

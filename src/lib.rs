@@ -43,6 +43,7 @@ use std::io;
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
+pub mod acct;
 pub mod cgroup;
 pub mod cli;
 pub mod clone3;

@@ -354,6 +354,49 @@ where
     unsafe { clone_child_unchecked(child, stack, flags, exit_signal) }
 }
 
+/// `clone(2)` with `CLONE_VFORK` added to `flags`: the parent is suspended until the child has
+/// ended, so `flags` may share memory (`CLONE_VM`), signal handlers (`CLONE_SIGHAND`, which
+/// needs `CLONE_VM`), files or filesystem data, and the parent looks only after the child is
+/// done. The child is reaped before this returns; the result is how it ended.
+///
+/// Safe because this process is checked to be single-threaded: with the only thread
+/// suspended, a `CLONE_VM` child that writes our memory is like a function call on another
+/// stack. `CLONE_THREAD` and flags nix does not know are refused.
+pub fn vfork_child<F>(
+    child: &mut F,
+    stack: &mut ChildStack,
+    flags: CloneFlags,
+) -> Result<Ended, Error>
+where
+    F: FnMut() -> i32,
+{
+    if flags.contains(CloneFlags::CLONE_THREAD) || CloneFlags::from_bits(flags.bits()).is_none() {
+        return Err(Error::Failed(format!("vfork_child refuses {flags:?}")));
+    }
+    require_single_thread("clone")?;
+    // SAFETY: single thread, suspended by CLONE_VFORK until the child has ended, so `child`
+    // and `stack` outlive it and nothing runs beside it.
+    let pid = unsafe {
+        clone_child_unchecked(
+            child,
+            stack,
+            flags | CloneFlags::CLONE_VFORK,
+            Signal::SIGCHLD,
+        )?
+    };
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::__WALL)) {
+            Ok(status) => {
+                if let Some(outcome) = Outcome::from_status(status) {
+                    return Ok(Ended { status, outcome });
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::sys("waitpid", e)),
+        }
+    }
+}
+
 /// `clone(2)` with any flags: starts `child` on `stack`; see [`clone_child`].
 ///
 /// This calls `libc::clone` directly rather than `nix::sched::clone`, which boxes the closure

@@ -13,6 +13,7 @@
 //! So the child does everything that costs memory (its first output, its stack, the page
 //! tables of its buffer) before the move, and after the move writes only its buffer.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sched::CloneFlags;
@@ -89,12 +90,17 @@ pub struct MemoryCgroup {
     pub events_before: MemoryEvents,
 }
 
-/// Checks that this machine can run a memory scenario and sets up its cgroup: creates one
-/// under the chosen parent (enabling the memory controller there if needed) or checks the
-/// `--cgroup` given, then writes `memory.max` and, where swap is accounted, `memory.swap.max`.
+/// Checks that this machine can run a scenario that needs `controller` and returns its
+/// cgroup: `existing` if given (checked to be an empty cgroup v2 directory; kept at the end),
+/// otherwise a new one under `parent` (default: the cgroup2 mount's root), after enabling the
+/// controller there if needed and removing what killed runs left behind.
 ///
 /// Every refusal happens before the first write.
-pub fn prepare_memory_cgroup(options: &MemoryOptions) -> Result<MemoryCgroup, Error> {
+pub fn prepare_cgroup(
+    controller: &str,
+    parent: Option<&Path>,
+    existing: Option<&Path>,
+) -> Result<Cgroup, Error> {
     let me = getpid();
     if !geteuid().is_root() {
         return Err(Error::cannot_run(
@@ -102,28 +108,14 @@ pub fn prepare_memory_cgroup(options: &MemoryOptions) -> Result<MemoryCgroup, Er
         ));
     }
     let mount = Cgroup2Mount::find()?;
-    mount.require_controller("memory")?;
-    let cgroup = match &options.cgroup {
+    mount.require_controller(controller)?;
+    let cgroup = match existing {
         Some(dir) => {
-            let path = mount.resolve_dir(dir)?;
-            let cgroup = Cgroup::existing(path);
-            if !cgroup.has_file("memory.max") {
-                return Err(Error::cannot_run(format!(
-                    "{} has no memory.max: enable the controller for it with \
-                     `echo +memory > {}`",
-                    cgroup.path().display(),
-                    cgroup
-                        .path()
-                        .parent()
-                        .unwrap_or(&mount.path)
-                        .join("cgroup.subtree_control")
-                        .display()
-                )));
-            }
+            let cgroup = Cgroup::existing(mount.resolve_dir(dir)?);
             let others = cgroup.processes()?;
             if !others.is_empty() {
                 return Err(Error::cannot_run(format!(
-                    "{} already holds processes {others:?}: the OOM killer could pick them; \
+                    "{} already holds processes {others:?}: its limits would hit them too; \
                      use an empty cgroup",
                     cgroup.path().display()
                 )));
@@ -135,7 +127,7 @@ pub fn prepare_memory_cgroup(options: &MemoryOptions) -> Result<MemoryCgroup, Er
             cgroup
         }
         None => {
-            let parent = mount.resolve_dir(options.parent.as_deref().unwrap_or(&mount.path))?;
+            let parent = mount.resolve_dir(parent.unwrap_or(&mount.path))?;
             // A run killed with SIGKILL cannot clean up after itself; the next run does.
             for stale in remove_stale(&parent) {
                 match stale {
@@ -150,10 +142,10 @@ pub fn prepare_memory_cgroup(options: &MemoryOptions) -> Result<MemoryCgroup, Er
                     ),
                 }
             }
-            // A child cgroup gets memory.max only if its parent hands the controller down.
-            if enable_controller(&parent, "memory")? {
+            // A child cgroup gets the controller's files only if its parent hands it down.
+            if enable_controller(&parent, controller)? {
                 println!(
-                    "parent[{me}]: 1. enabled the memory controller: wrote \"+memory\" to {}",
+                    "parent[{me}]: 1. enabled the {controller} controller: wrote \"+{controller}\" to {}",
                     parent.join("cgroup.subtree_control").display()
                 );
             }
@@ -165,6 +157,33 @@ pub fn prepare_memory_cgroup(options: &MemoryOptions) -> Result<MemoryCgroup, Er
             cgroup
         }
     };
+    Ok(cgroup)
+}
+
+/// Checks that this machine can run a memory scenario and sets up its cgroup: creates one
+/// under the chosen parent (enabling the memory controller there if needed) or checks the
+/// `--cgroup` given, then writes `memory.max` and, where swap is accounted, `memory.swap.max`.
+///
+/// Every refusal happens before the first write.
+pub fn prepare_memory_cgroup(options: &MemoryOptions) -> Result<MemoryCgroup, Error> {
+    let me = getpid();
+    let cgroup = prepare_cgroup(
+        "memory",
+        options.parent.as_deref(),
+        options.cgroup.as_deref(),
+    )?;
+    if !cgroup.has_file("memory.max") {
+        return Err(Error::cannot_run(format!(
+            "{} has no memory.max: enable the controller for it with `echo +memory > {}`",
+            cgroup.path().display(),
+            cgroup
+                .path()
+                .parent()
+                .unwrap_or(cgroup.path())
+                .join("cgroup.subtree_control")
+                .display()
+        )));
+    }
     cgroup.write("memory.max", &options.limit.to_string())?;
     // With swap, the kernel would push the child's pages out instead of killing it.
     let swap = if cgroup.has_file("memory.swap.max") {

@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use nix::errno::Errno;
-use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{kill, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 
 use crate::Error;
@@ -139,6 +139,31 @@ pub fn wait_signal(set: &SigSet, deadline: Instant) -> Result<Option<Received>, 
             e => return Err(Error::sys("sigtimedwait", e)),
         }
     }
+}
+
+/// Whether `signal` is ignored (SIG_IGN) in this process, read with `sigaction` without
+/// changing it.
+pub fn is_ignored(signal: Signal) -> Result<bool, Error> {
+    // SAFETY: sigaction with a NULL new action only reads the current one into `old`.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sigaction(signal as libc::c_int, std::ptr::null(), &mut old) } != 0 {
+        return Err(Error::sys("sigaction", Errno::last()));
+    }
+    Ok(old.sa_sigaction == libc::SIG_IGN)
+}
+
+/// Sets `signal` to be ignored (SIG_IGN) or to its default action (SIG_DFL).
+pub fn set_ignored(signal: Signal, ignored: bool) -> Result<(), Error> {
+    let handler = if ignored {
+        SigHandler::SigIgn
+    } else {
+        SigHandler::SigDfl
+    };
+    // SAFETY: SIG_IGN and SIG_DFL install no handler code, so nothing can run unsafely in
+    // signal context.
+    unsafe { nix::sys::signal::signal(signal, handler) }
+        .map(|_| ())
+        .map_err(|e| Error::sys("signal", e))
 }
 
 /// Sends `signal` to `to`; the error names the signal and the target.

@@ -50,6 +50,13 @@ fn cgroup_scenarios_refuse_a_user_without_root() {
 }
 
 #[test]
+fn the_other_root_only_scenarios_refuse_a_user_without_root() {
+    for (name, reason) in OTHER_ROOT_ONLY {
+        assert_refused(&run_as_nobody(name, &[]), reason);
+    }
+}
+
+#[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn clone_waitpid_names_the_sysctls_when_user_namespaces_are_restricted() {
     require_cgroup2();
@@ -111,7 +118,7 @@ fn bad_cgroup_and_parent_paths_are_refused_before_any_write() {
         (
             "--cgroup",
             mount.path.to_str().unwrap(),
-            "has no memory.max",
+            "already holds processes",
         ),
         ("--parent", "/tmp", "is not a cgroup v2 directory"),
         ("--parent", &dotdot, "is not a cgroup v2 directory"),

@@ -15,11 +15,26 @@ use clone_cgroup::cli::Summary;
 pub const NEEDS_CGROUP2: &str =
     "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it";
 
-pub const MEMORY_SCENARIOS: [&str; 4] = [
+pub const MEMORY_SCENARIOS: [&str; 6] = [
     "clone_waitpid_cgroup_memory",
     "clone_waitpid_cgroup_memory_fail",
     "clone_wait_signal_cgroup_memory",
     "clone_wait_signal_cgroup_memory_fail",
+    "clone3_into_cgroup_memory",
+    "clone3_into_cgroup_memory_fail",
+];
+
+/// The other binaries that need root, and the words of their refusal without it.
+pub const OTHER_ROOT_ONLY: [(&str, &str); 3] = [
+    ("cgroup_pids_max", "needs root to create cgroups"),
+    (
+        "clone3_set_tid",
+        "set_tid needs CAP_SYS_ADMIN: run it with sudo",
+    ),
+    (
+        "process_accounting",
+        "acct needs CAP_SYS_PACCT: run it with sudo",
+    ),
 ];
 
 /// One finished run of a binary.
@@ -59,6 +74,12 @@ pub fn bin(name: &str) -> PathBuf {
         "clone_wait_signal_cgroup_memory_fail" => {
             env!("CARGO_BIN_EXE_clone_wait_signal_cgroup_memory_fail")
         }
+        "clone3_into_cgroup_memory" => env!("CARGO_BIN_EXE_clone3_into_cgroup_memory"),
+        "clone3_into_cgroup_memory_fail" => env!("CARGO_BIN_EXE_clone3_into_cgroup_memory_fail"),
+        "cgroup_pids_max" => env!("CARGO_BIN_EXE_cgroup_pids_max"),
+        "clone3_set_tid" => env!("CARGO_BIN_EXE_clone3_set_tid"),
+        "process_accounting" => env!("CARGO_BIN_EXE_process_accounting"),
+        "clone_flags" => env!("CARGO_BIN_EXE_clone_flags"),
         other => panic!("no binary {other}"),
     };
     PathBuf::from(path)

@@ -1,0 +1,182 @@
+//! cgroup_pids_max: a cgroup with pids.max = N; a child inside it forks until fork fails.
+//!
+//! Usage: `sudo cargo run --bin cgroup_pids_max -- [--max N]` (default 4)
+//!
+//! clone3 starts a "manager" child directly inside a new cgroup whose pids.max is N. The
+//! manager forks children that wait, one after another, until fork fails with EAGAIN: the
+//! pids controller refuses the (N+1)th task. The manager then signals the parent, which reads
+//! pids.current (N) and cgroup.procs (N pids) while all of them still exist, and tells the
+//! manager to end them. The manager's exit status is the number of tasks it saw at the peak.
+//! Expect `fork #N failed: EAGAIN`, `pids.current = N`, `pids.events: max 1`, exit status 0.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clone_cgroup::cgroup::parse_flat_keyed;
+use clone_cgroup::child_say;
+use clone_cgroup::cli::{for_each_option, parse_number, Scenario, Summary, Verdict};
+use clone_cgroup::clone3::{clone3_child, CloneArgs};
+use clone_cgroup::process::{die_with_parent, fork_child, kill_and_reap, Outcome};
+use clone_cgroup::scenarios::prepare_cgroup;
+use clone_cgroup::sync::{self, wait_signal, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
+use clone_cgroup::Error;
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::{getpid, Pid};
+
+const SCENARIO: Scenario = Scenario {
+    name: "cgroup_pids_max",
+    about: "A cgroup with pids.max=N; a child inside it forks until fork fails with EAGAIN:\n\
+            exactly N tasks exist at the peak, and pids.events counts the refusal.",
+    options: "      --max N          pids.max of the cgroup, 1 to 64 [default: 4]
+      --timeout SECS   bound on every wait [default: 30]
+      --parent DIR     create the cgroup under this cgroup v2 directory
+",
+};
+
+/// The manager's exit status when fork failed with something other than EAGAIN.
+const UNEXPECTED_FORK_ERROR: i32 = 99;
+
+fn run(args: &[String]) -> Result<Summary, Error> {
+    let (mut max, mut timeout, mut parent) = (4, Duration::from_secs(30), None::<PathBuf>);
+    for_each_option(args, |name, value| {
+        match name {
+            "--max" => max = parse_number(name, &value()?, 1, 64)? as usize,
+            "--timeout" => timeout = Duration::from_secs(parse_number(name, &value()?, 1, 3600)?),
+            "--parent" => parent = Some(PathBuf::from(value()?)),
+            other => return Err(Error::Usage(format!("unknown option {other:?}"))),
+        }
+        Ok(())
+    })?;
+    let me = getpid();
+
+    // 1. A cgroup with the pids controller and pids.max = N.
+    let watch = SignalWatch::install()?;
+    let cgroup = prepare_cgroup("pids", parent.as_deref(), None)?;
+    cgroup.write("pids.max", &max.to_string())?;
+    println!(
+        "parent[{me}]: 1. pids.max = {}",
+        cgroup.read("pids.max")?.trim()
+    );
+
+    // 2. The manager is born inside the cgroup: it is task 1 of N.
+    let dir = std::fs::File::open(cgroup.path())
+        .map_err(|e| Error::io(&format!("failed to open {}", cgroup.path().display()), e))?;
+    let deadline = Instant::now() + timeout;
+    let mut go = SigSet::empty();
+    go.add(PARENT_TO_CHILD);
+    let manager = || -> i32 {
+        die_with_parent(me);
+        let manager = getpid();
+        let mut children: Vec<Pid> = Vec::with_capacity(64);
+        // 3. Fork until the kernel says no. Each child just waits to be killed.
+        let failure = loop {
+            let forked = fork_child(|| {
+                die_with_parent(manager);
+                let _ = wait_signal(&SigSet::empty(), deadline);
+                0
+            });
+            match forked {
+                Ok(pid) => {
+                    children.push(pid);
+                    child_say!(
+                        "manager[{manager}]: 3. fork #{} -> {pid}; tasks in the cgroup: {}",
+                        children.len(),
+                        children.len() + 1
+                    );
+                }
+                Err(Error::Sys { errno, .. }) => break errno,
+                Err(_) => break Errno::UnknownErrno,
+            }
+        };
+        child_say!(
+            "manager[{manager}]: 3. fork #{} failed: {failure:?} ({}); SIGUSR2 to {me}: full",
+            children.len() + 1,
+            failure.desc()
+        );
+        let peak = children.len() as i32 + 1;
+        // 5. Hold everyone until the parent has counted, then end them.
+        let _ = sync::send(me, CHILD_TO_PARENT);
+        let _ = wait_signal(&go, deadline);
+        for child in children {
+            let _ = kill_and_reap(child);
+        }
+        if failure == Errno::EAGAIN {
+            peak
+        } else {
+            UNEXPECTED_FORK_ERROR
+        }
+    };
+    let args = CloneArgs::new(Signal::SIGCHLD).pidfd().into_cgroup(&dir);
+    let mut child = clone3_child(&args, manager)?;
+    let pid = child.pid();
+    println!("parent[{me}]: 2. clone3(CLONE_INTO_CGROUP | CLONE_PIDFD) returned manager {pid}");
+
+    // 4. At the peak: count the tasks as the kernel sees them, then let the manager go on.
+    let counted = match watch.expect(CHILD_TO_PARENT, pid, deadline)? {
+        Some(r) if r.signal == CHILD_TO_PARENT => {
+            let current: usize = cgroup.read("pids.current")?.trim().parse().unwrap_or(0);
+            let procs = cgroup.processes()?;
+            println!(
+                "parent[{me}]: 4. got SIGUSR2: pids.current = {current}; cgroup.procs lists {} \
+                 pids: {procs:?}",
+                procs.len()
+            );
+            sync::send(pid, PARENT_TO_CHILD)?;
+            Some((current, procs.len()))
+        }
+        Some(r) if r.is_interruption() => {
+            drop(child);
+            return Err(Error::Interrupted(r.signal));
+        }
+        _ => {
+            println!("parent[{me}]: 4. the manager never reported a full cgroup");
+            None
+        }
+    };
+
+    // 6. The manager's end, and the kernel's count of refused forks.
+    let ended = child.wait(&watch, timeout).map_err(|f| f.into_error())?;
+    println!("parent[{me}]: 6. waitid(P_PIDFD): {:?}", ended.status);
+    let events = cgroup.read("pids.events")?;
+    let refused = parse_flat_keyed(&events)
+        .into_iter()
+        .find(|(key, _)| key == "max")
+        .map_or(0, |(_, value)| value);
+    println!(
+        "parent[{me}]: 6. pids.events: {}",
+        events.trim().replace('\n', ", ")
+    );
+    let path = cgroup.path().to_path_buf();
+    cgroup.remove()?;
+    println!("parent[{me}]: 7. removed {}", path.display());
+
+    let peak_reported = match ended.outcome {
+        Outcome::Exited(code) => code as usize,
+        Outcome::Killed { .. } => 0,
+    };
+    let holds = counted == Some((max, max)) && peak_reported == max && refused >= 1;
+    if !holds {
+        println!(
+            "parent[{me}]: NOT AS CLAIMED: expected {max} tasks at the peak, a manager that \
+             saw EAGAIN, and pids.events max >= 1"
+        );
+    }
+    Ok(Summary::new(
+        SCENARIO.name,
+        if holds {
+            Verdict::AsClaimed
+        } else {
+            Verdict::NotAsClaimed
+        },
+    )
+    .field("pids_max", max)
+    .field("peak", counted.map_or(0, |c| c.0))
+    .field("manager_outcome", ended.outcome.token())
+    .field("events_max", refused))
+}
+
+fn main() -> ExitCode {
+    SCENARIO.main(run)
+}

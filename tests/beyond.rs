@@ -1,0 +1,132 @@
+//! The scenarios beyond the six: clone3 into a cgroup, pids.max, set_tid, process
+//! accounting, and the clone flag table. Root-only ones are `#[ignore]`d and run in the VM.
+
+use std::collections::BTreeMap;
+
+use clone_cgroup::cli::Verdict;
+
+mod common;
+use common::*;
+
+#[test]
+fn clone_flags_are_shared_with_the_flag_and_private_without() {
+    let run = run("clone_flags", &[]);
+    assert_eq!(run.code, 0, "{run}");
+    let summary = run.summary();
+    assert_eq!(summary.verdict, Verdict::AsClaimed, "{run}");
+    for flag in ["CLONE_FILES", "CLONE_FS", "CLONE_SIGHAND", "CLONE_VM"] {
+        assert_eq!(summary.get(flag), Some("shared/private"), "{flag}: {run}");
+    }
+}
+
+fn repeat(name: &str, times: usize, check: impl Fn(&Run)) -> BTreeMap<String, usize> {
+    let mount = require_cgroup2();
+    let mut peaks = BTreeMap::new();
+    for i in 0..times {
+        let run = run(name, &[]);
+        assert_eq!(run.code, 0, "{name} run {i}: {run}");
+        assert_eq!(run.summary().verdict, Verdict::AsClaimed, "{run}");
+        check(&run);
+        *peaks
+            .entry(run.summary().get("peak").unwrap_or("?").to_string())
+            .or_default() += 1;
+        assert!(
+            own_cgroups(&mount.path).is_empty(),
+            "{name} run {i} left a cgroup"
+        );
+    }
+    eprintln!("{name}: {times} runs as claimed; memory.peak seen: {peaks:?}");
+    peaks
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn clone3_small_child_is_born_in_the_cgroup_and_survives() {
+    let peaks = repeat("clone3_into_cgroup_memory", 20, |run| {
+        assert_eq!(run.summary().get("outcome"), Some("exited:0"), "{run}");
+        assert!(run.stdout.contains("/cgroup says /clone-cgroup-"), "{run}");
+        assert!(run.stdout.contains("waitid(P_PIDFD): Exited(Pid("), "{run}");
+    });
+    // Born in the cgroup, and still only the buffer's page is charged there.
+    assert_eq!(peaks.keys().collect::<Vec<_>>(), ["4096"]);
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn clone3_big_child_is_oom_killed() {
+    repeat("clone3_into_cgroup_memory_fail", 20, |run| {
+        assert_eq!(
+            run.summary().get("outcome"),
+            Some("killed:SIGKILL"),
+            "{run}"
+        );
+        assert_eq!(run.summary().get("oom_kill"), Some("1"), "{run}");
+    });
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 pids controller: scripts/vm.sh test runs it"]
+fn pids_max_allows_exactly_n_tasks_and_counts_the_refusal() {
+    let mount = require_cgroup2();
+    for max in ["1", "4", "7"] {
+        let run = run("cgroup_pids_max", &["--max", max]);
+        assert_eq!(run.code, 0, "{run}");
+        let summary = run.summary();
+        assert_eq!(summary.get("peak"), Some(max), "{run}");
+        assert_eq!(
+            summary.get("manager_outcome"),
+            Some(format!("exited:{max}").as_str()),
+            "{run}"
+        );
+        assert!(
+            summary.get("events_max").unwrap().parse::<u64>().unwrap() >= 1,
+            "{run}"
+        );
+        assert!(run.stdout.contains("failed: EAGAIN"), "{run}");
+    }
+    assert!(own_cgroups(&mount.path).is_empty());
+    assert!(
+        leftover_processes().is_empty(),
+        "{:?}",
+        leftover_processes()
+    );
+}
+
+#[test]
+#[ignore = "needs root (CAP_SYS_ADMIN): scripts/vm.sh test runs it"]
+fn set_tid_gives_the_chosen_pids_and_a_taken_pid_fails_with_eexist() {
+    require_cgroup2();
+    let run = run("clone3_set_tid", &["--pid", "4321"]);
+    assert_eq!(run.code, 0, "{run}");
+    let summary = run.summary();
+    assert_eq!(summary.get("nspid"), Some("4321,1"), "{run}");
+    assert_eq!(summary.get("taken_pid_eexist"), Some("true"), "{run}");
+    assert!(run.stdout.contains("NSpid: 4321 1"), "{run}");
+    assert!(
+        run.stdout
+            .contains("child[1]: 3. getpid() = 1, getppid() = 0"),
+        "{run}"
+    );
+}
+
+#[test]
+#[ignore = "needs root (CAP_SYS_PACCT): scripts/vm.sh test runs it"]
+fn accounting_records_every_child_with_its_end_and_flags() {
+    require_cgroup2();
+    let run = run("process_accounting", &[]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(run.summary().get("missing"), Some("none"), "{run}");
+    let row = |command: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(command))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        row("acct-killed").contains("signal 9 (SIGKILL) AFORK|AXSIG"),
+        "{run}"
+    );
+    assert!(row("acct-exit3").contains("exit 3"), "{run}");
+    assert!(row("true ").contains("exit 0             -"), "{run}");
+}
