@@ -104,6 +104,13 @@ impl<'a> CloneArgs<'a> {
         self
     }
 
+    /// Adds `clone(2)`-style flags (namespaces, or for [`clone3_child_on_stack`] only, the
+    /// sharing ones such as `CLONE_VM`). [`clone3_child`] refuses the sharing flags.
+    pub fn with_flags(mut self, flags: nix::sched::CloneFlags) -> Self {
+        self.flags |= flags.bits() as u64;
+        self
+    }
+
     /// The raw flags, for printing.
     pub fn flags(&self) -> u64 {
         self.flags
@@ -158,6 +165,12 @@ impl Clone3Child {
     /// The pidfd, if `CLONE_PIDFD` was asked for.
     pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
         self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Gives up responsibility for the child without waiting for it: the caller reaps it.
+    pub fn into_pid(mut self) -> Pid {
+        self.reaped = true;
+        self.pid
     }
 
     /// [`wait_pidfd`] for this child (or a plain bounded `waitpid` without a pidfd).
@@ -221,6 +234,13 @@ fn clone3_error(errno: Errno, args: &CloneArgs) -> Error {
 /// Safe for the same reason as [`fork_child`](crate::process::fork_child): it checks that
 /// this process is single-threaded, and `CloneArgs` offers no flag that shares memory.
 pub fn clone3_child(args: &CloneArgs, child: impl FnOnce() -> i32) -> Result<Clone3Child, Error> {
+    if args.flags & crate::process::SHARING_FLAGS.bits() as u64 != 0 {
+        return Err(Error::Failed(
+            "clone3_child refuses sharing flags (CLONE_VM and the like): the child would run \
+             on our stack; use clone3_child_on_stack"
+                .into(),
+        ));
+    }
     crate::process::require_single_thread("clone3")?;
     let _ = std::io::Write::flush(&mut std::io::stdout());
     let mut pidfd: libc::c_int = -1;

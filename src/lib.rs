@@ -50,6 +50,7 @@ pub mod clone3;
 pub mod memory;
 pub mod process;
 pub mod scenarios;
+pub mod spawn;
 pub mod sync;
 
 /// Everything that can stop a scenario, each mapped to one exit status.

@@ -259,6 +259,15 @@ impl ChildStack {
         Ok(stack)
     }
 
+    /// The usable stack (above the guard page), as `clone3` takes it.
+    pub fn area(&mut self) -> crate::memory::StackArea {
+        let page = page_size();
+        crate::memory::StackArea {
+            base: (self.base.as_ptr() as usize + page) as *mut u8,
+            len: self.len - page,
+        }
+    }
+
     /// The highest address of the stack, 16-byte aligned: where a downward stack starts.
     fn top(&self) -> *mut libc::c_void {
         let top = self.base.as_ptr() as usize + self.len;

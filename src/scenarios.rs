@@ -434,17 +434,20 @@ pub fn delayed(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary,
         0
     };
     let pid = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
+    let cloned = Instant::now();
     let mut child = Child::adopt(pid);
     println!("parent[{me}]: 2. clone() returned child {pid}");
 
     // 4. The bet on timing: after half the child's delay it should be parked. /proc shows
     //    whether it was (S = sleeping), but the move happens either way.
+    let mut in_cgroup = None;
     match parent_pause(&watch, delay / 2)? {
         Some(r) if r.is_interruption() => return Err(interrupted(me, child, r.signal)),
         Some(_) => println!("parent[{me}]: 4. child {pid} ended before it was moved"),
         None => {
             let state = state_of(pid).unwrap_or('?');
             setup.cgroup.add_process(pid)?;
+            in_cgroup = Some(cloned.elapsed());
             println!(
                 "parent[{me}]: 4. moved child {pid} (state {state} at the move) into {}; \
                  cgroup.procs lists {:?}",
@@ -457,7 +460,14 @@ pub fn delayed(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary,
     // 7. Wait for the end; 8.-9. the kernel's evidence; clean up.
     let ended = wait_child(me, &mut child, &watch, &options, 7, |_| {})?;
     let evidence = collect_evidence(me, ended, setup, &options, 8)?;
-    Ok(summarize(scenario, claim, &options, &evidence, true).field("placement", "delayed"))
+    Ok(summarize(scenario, claim, &options, &evidence, true)
+        .field("placement", "delayed")
+        .field("clone_to_cgroup_us", micros(in_cgroup)))
+}
+
+/// Microseconds for a summary field, or `none` if the child was never moved.
+fn micros(duration: Option<Duration>) -> String {
+    duration.map_or("none".to_string(), |d| d.as_micros().to_string())
 }
 
 /// Kills and reaps `child` after an interruption and says so: the error path of Ctrl-C.
@@ -534,12 +544,14 @@ pub fn signal_synced(scenario: &str, claim: Claim, args: &[String]) -> Result<Su
         0
     };
     let pid = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
+    let cloned = Instant::now();
     let mut child = Child::adopt(pid);
     println!("parent[{me}]: 2. clone() returned child {pid}");
 
     // 4. Wait for "ready" (bounded), let the child wait --delay ms to show that the timing no
     //    longer matters, move it, say "go".
     let deadline = Instant::now() + options.timeout;
+    let mut in_cgroup = None;
     let ready = match watch.expect(CHILD_TO_PARENT, pid, deadline)? {
         Some(r) if r.signal == CHILD_TO_PARENT => true,
         Some(r) if r.is_interruption() => return Err(interrupted(me, child, r.signal)),
@@ -576,6 +588,7 @@ pub fn signal_synced(scenario: &str, claim: Claim, args: &[String]) -> Result<Su
             Some(_) => println!("parent[{me}]: 4. child {pid} ended while it waited; not moved"),
             None => {
                 setup.cgroup.add_process(pid)?;
+                in_cgroup = Some(cloned.elapsed());
                 println!(
                     "parent[{me}]: 4. moved it into {}; cgroup.procs lists {:?}; SIGUSR1 to {pid}",
                     setup.cgroup.path().display(),
@@ -611,6 +624,7 @@ pub fn signal_synced(scenario: &str, claim: Claim, args: &[String]) -> Result<Su
     };
     Ok(summarize(scenario, claim, &options, &evidence, extra)
         .field("placement", "signal")
+        .field("clone_to_cgroup_us", micros(in_cgroup))
         .field("done_signal", done))
 }
 
@@ -707,7 +721,10 @@ pub fn clone3_into_cgroup(scenario: &str, claim: Claim, args: &[String]) -> Resu
 
     // 6.-7. The kernel's evidence; clean up.
     let evidence = collect_evidence(me, ended, setup, &options, 6)?;
-    Ok(summarize(scenario, claim, &options, &evidence, true).field("placement", "clone3"))
+    // Born there: zero time outside the cgroup.
+    Ok(summarize(scenario, claim, &options, &evidence, true)
+        .field("placement", "clone3")
+        .field("clone_to_cgroup_us", 0))
 }
 
 /// The clone3 child's stack: a line of output and a loop need little.

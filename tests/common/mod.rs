@@ -80,6 +80,8 @@ pub fn bin(name: &str) -> PathBuf {
         "clone3_set_tid" => env!("CARGO_BIN_EXE_clone3_set_tid"),
         "process_accounting" => env!("CARGO_BIN_EXE_process_accounting"),
         "clone_flags" => env!("CARGO_BIN_EXE_clone_flags"),
+        "spawn_bench" => env!("CARGO_BIN_EXE_spawn_bench"),
+        "cgroup_race" => env!("CARGO_BIN_EXE_cgroup_race"),
         other => panic!("no binary {other}"),
     };
     PathBuf::from(path)

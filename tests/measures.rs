@@ -1,0 +1,71 @@
+//! The two measuring binaries run, on tiny inputs, and print well-formed tables. Their
+//! numbers are not checked: speed belongs to benchmarks, not tests.
+
+use clone_cgroup::cli::Verdict;
+
+mod common;
+use common::*;
+
+/// The table rows of a run: lines whose first word is one of `names`.
+fn rows<'a>(run: &'a Run, names: &[&str]) -> Vec<Vec<&'a str>> {
+    run.stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.first().is_some_and(|first| names.contains(first)))
+        .collect()
+}
+
+#[test]
+fn spawn_bench_prints_one_row_per_method_and_size() {
+    let run = run("spawn_bench", &["-n", "3", "--sizes", "1,2"]);
+    assert_eq!(run.code, 0, "{run}");
+    let methods = [
+        "fork",
+        "vfork",
+        "clone",
+        "clone3",
+        "fork+exec",
+        "vfork+exec",
+        "posix_spawn",
+    ];
+    let table = rows(&run, &methods);
+    assert_eq!(table.len(), 14, "{run}");
+    for row in &table {
+        // method, size, "MB", seconds, rate, µs, ratio, TLPI
+        assert_eq!(row.len(), 8, "{row:?}");
+        assert!(row[1] == "1" || row[1] == "2", "{row:?}");
+        assert!(row[3].parse::<f64>().is_ok_and(|s| s >= 0.0), "{row:?}");
+        for number in [row[4], row[5]] {
+            assert!(number.parse::<f64>().is_ok_and(|n| n > 0.0), "{row:?}");
+        }
+    }
+    assert_eq!(table[0][6], "1.00", "fork is the reference: {run}");
+    assert_eq!(run.summary().get("rows"), Some("14"));
+}
+
+#[test]
+fn spawn_bench_refuses_bad_options() {
+    let run = run("spawn_bench", &["-n", "0"]);
+    assert_eq!(run.code, 2, "{run}");
+    let run = common::run("spawn_bench", &["--program", "/nonexistent"]);
+    assert_eq!(run.code, 2, "{run}");
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn cgroup_race_prints_a_row_per_delay_and_placement() {
+    let mount = require_cgroup2();
+    let run = run("cgroup_race", &["--runs", "2", "--delays", "0,50"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(run.summary().verdict, Verdict::AsClaimed);
+    let table = rows(&run, &["delayed", "signal-synced", "clone3"]);
+    assert_eq!(table.len(), 4, "{run}");
+    for row in &table {
+        assert!(row.iter().any(|w| w.contains('/')), "{row:?}");
+    }
+    assert!(
+        table[2].contains(&"2/2") && table[3].contains(&"2/2"),
+        "{run}"
+    );
+    assert!(own_cgroups(&mount.path).is_empty());
+}
