@@ -214,6 +214,7 @@ pub const MEMORY_OPTIONS_HELP: &str =
                        parent moves it at half [default: 200]
                        signal-synced pair: how long the parent keeps the ready child
                        waiting before it moves it [default: 0]
+                       clone3 pair: unused (the child is born in the cgroup)
       --timeout SECS   give up on a child that has not ended by then [default: 30]
       --parent DIR     create the scenario's cgroup under this cgroup v2 directory
                        [default: the root of the cgroup2 mount]

@@ -1,6 +1,6 @@
 //! Teaching programs, and the small library behind them, that show on a real kernel how Linux
-//! creates processes (`fork`, `clone`), how a parent reads their ends (`waitpid`, wait
-//! statuses, signals), and how cgroup v2 limits them (`memory.max`).
+//! creates processes (`fork`, `clone`, `clone3`), how a parent reads their ends (`waitpid`, wait
+//! statuses, signals, pidfds), and how cgroup v2 limits them (`memory.max`, `pids.max`).
 //!
 //! Each scenario is a binary (`cargo run --bin NAME`); this library holds what two of them
 //! would otherwise repeat. Read it in this order:
@@ -26,9 +26,18 @@
 //! what makes "a child that needs less than 4 KiB" exact.
 //!
 //! # 5. The memory scenarios
-//! [`scenarios`]: the delayed and the signal-synced placement, each as numbered steps, run by
-//! the four `clone_*_cgroup_memory*` binaries; [`cli`] parses their options and prints the
-//! one-line summary every binary ends with.
+//! [`scenarios`]: the delayed, the signal-synced and the clone3 placement, each as numbered
+//! steps, run by the six `clone*_cgroup_memory*` binaries; [`cli`] parses their options and
+//! prints the one-line summary every binary ends with.
+//!
+//! # 6. clone3
+//! [`clone3`]: the raw system call wrapped once: a [`CloneArgs`](clone3::CloneArgs) builder,
+//! `CLONE_INTO_CGROUP`, `CLONE_PIDFD`, `set_tid`, a child on a stack of its own, and waiting
+//! on a pidfd.
+//!
+//! # 7. Accounting and measuring
+//! [`acct`]: `acct(2)` and the kernel's 64-byte `acct_v3` record. [`spawn`]: seven ways to
+//! create a process, prepared once so that `spawn_bench` measures only the system calls.
 //!
 //! # Exit statuses (all binaries)
 //! - 0: the scenario ended as claimed (for a `_fail` scenario: the kernel killed the child);

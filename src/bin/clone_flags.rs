@@ -145,7 +145,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     );
     println!();
     println!(
-        "{:<15} {:<38} {:<15} {:<15}",
+        "{:<15} {:<38} {:<15} {}",
         "flag", "the child", "with the flag", "without"
     );
     let mut as_claimed = true;
@@ -154,7 +154,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         let with = reached_parent(row, row.with)?;
         let without = reached_parent(row, row.without)?;
         println!(
-            "{:<15} {:<38} {:<15} {:<15}",
+            "{:<15} {:<38} {:<15} {}",
             row.flag,
             row.child_does,
             word(with),
