@@ -145,8 +145,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     );
     println!();
     println!(
-        "{:<15} {:<38} {:<15} {}",
-        "flag", "the child", "with the flag", "without"
+        "{:<15} {:<38} {:<15} without",
+        "flag", "the child", "with the flag"
     );
     let mut as_claimed = true;
     let mut summary = Summary::new(SCENARIO.name, Verdict::AsClaimed);
