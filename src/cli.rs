@@ -105,6 +105,15 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// [`Verdict::AsClaimed`] if the claim held, [`Verdict::NotAsClaimed`] otherwise.
+    pub fn of(claim_held: bool) -> Verdict {
+        if claim_held {
+            Verdict::AsClaimed
+        } else {
+            Verdict::NotAsClaimed
+        }
+    }
+
     /// The token in the summary line.
     pub fn token(&self) -> &'static str {
         match self {

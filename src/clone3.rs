@@ -339,6 +339,22 @@ pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
     ))
 }
 
+/// `clone3` with a stack of the child's own needs a few instructions of assembly, written
+/// here for x86-64 only; elsewhere this says so.
+///
+/// # Safety
+/// As for the x86-64 version.
+#[cfg(not(target_arch = "x86_64"))]
+pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
+    _args: &CloneArgs,
+    _stack: StackArea,
+    _child: &mut F,
+) -> Result<Clone3Child, Error> {
+    Err(Error::cannot_run(
+        "clone3 with a stack of the child's own is implemented for x86-64 only",
+    ))
+}
+
 /// Waits for the child behind `pidfd` to end, for at most `timeout`, then reaps it with
 /// `waitid(P_PIDFD)`.
 ///

@@ -204,6 +204,12 @@ pub fn kill_and_reap(child: Pid) -> Result<Ended, WaitFailure> {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => return Err(WaitFailure::Sys(Error::sys("kill(SIGKILL)", e))),
     }
+    reap(child).map_err(WaitFailure::Sys)
+}
+
+/// Blocks until `child` has ended and reaps it (`waitpid` with `__WALL`, so clone children
+/// whose exit signal is not SIGCHLD are reaped too).
+pub fn reap(child: Pid) -> Result<Ended, Error> {
     loop {
         match waitpid(child, Some(WaitPidFlag::__WALL)) {
             Ok(status) => {
@@ -212,7 +218,7 @@ pub fn kill_and_reap(child: Pid) -> Result<Ended, WaitFailure> {
                 }
             }
             Err(Errno::EINTR) => {}
-            Err(e) => return Err(WaitFailure::Sys(Error::sys("waitpid", e))),
+            Err(e) => return Err(Error::sys("waitpid", e)),
         }
     }
 }
@@ -393,17 +399,7 @@ where
             Signal::SIGCHLD,
         )?
     };
-    loop {
-        match waitpid(pid, Some(WaitPidFlag::__WALL)) {
-            Ok(status) => {
-                if let Some(outcome) = Outcome::from_status(status) {
-                    return Ok(Ended { status, outcome });
-                }
-            }
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(Error::sys("waitpid", e)),
-        }
-    }
+    reap(pid)
 }
 
 /// `clone(2)` with any flags: starts `child` on `stack`; see [`clone_child`].

@@ -114,10 +114,14 @@ pub fn prepare_cgroup(
             let cgroup = Cgroup::existing(mount.resolve_dir(dir)?);
             let others = cgroup.processes()?;
             if !others.is_empty() {
+                let first: Vec<String> = others.iter().take(5).map(|p| p.to_string()).collect();
                 return Err(Error::cannot_run(format!(
-                    "{} already holds processes {others:?}: its limits would hit them too; \
+                    "{} already holds {} processes ({}{}): its limits would hit them too; \
                      use an empty cgroup",
-                    cgroup.path().display()
+                    cgroup.path().display(),
+                    others.len(),
+                    first.join(" "),
+                    if others.len() > 5 { " ..." } else { "" }
                 )));
             }
             println!(
@@ -201,6 +205,20 @@ pub fn prepare_memory_cgroup(options: &MemoryOptions) -> Result<MemoryCgroup, Er
         cgroup,
         events_before,
     })
+}
+
+/// Step 1 of every memory scenario: block SIGCHLD, SIGUSR1, SIGUSR2 and the interruptions
+/// (so that none is lost, and a Ctrl-C during setup waits to be handled), prepare the cgroup,
+/// and stop there if an interruption already came.
+fn block_signals_and_prepare(
+    options: &MemoryOptions,
+) -> Result<(SignalWatch, MemoryCgroup), Error> {
+    let watch = SignalWatch::install()?;
+    let setup = prepare_memory_cgroup(options)?;
+    if let Some(signal) = watch.pending_interruption()? {
+        return Err(Error::Interrupted(signal));
+    }
+    Ok((watch, setup))
 }
 
 /// What the parent saw after the child ended.
@@ -316,23 +334,16 @@ fn summarize(
             evidence.events.oom_kill
         );
     }
-    Summary::new(
-        scenario,
-        if holds {
-            Verdict::AsClaimed
-        } else {
-            Verdict::NotAsClaimed
-        },
-    )
-    .field("claim", claim.token())
-    .field("outcome", evidence.ended.outcome.token())
-    .field("oom_kill", evidence.events.oom_kill)
-    .field(
-        "peak",
-        evidence.peak.map_or("none".to_string(), |p| p.to_string()),
-    )
-    .field("limit", options.limit)
-    .field("alloc", options.alloc)
+    Summary::new(scenario, Verdict::of(holds))
+        .field("claim", claim.token())
+        .field("outcome", evidence.ended.outcome.token())
+        .field("oom_kill", evidence.events.oom_kill)
+        .field(
+            "peak",
+            evidence.peak.map_or("none".to_string(), |p| p.to_string()),
+        )
+        .field("limit", options.limit)
+        .field("alloc", options.alloc)
 }
 
 /// "page" or "pages", without allocating (for child output).
@@ -399,11 +410,7 @@ pub fn delayed(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary,
     // 1. Block SIGCHLD and the interruptions first, so that no end is missed and a Ctrl-C,
     //    even during setup, is ours to handle; refuse early if this machine cannot run the
     //    scenario; create the cgroup and set the limit.
-    let watch = SignalWatch::install()?;
-    let setup = prepare_memory_cgroup(&options)?;
-    if let Some(signal) = watch.pending_interruption()? {
-        return Err(Error::Interrupted(signal));
-    }
+    let (watch, setup) = block_signals_and_prepare(&options)?;
 
     // 2. Clone. No CLONE_* flags: an ordinary child with a copy of our memory.
     let mut stack = ChildStack::new(STACK_SIZE)?;
@@ -492,11 +499,7 @@ pub fn signal_synced(scenario: &str, claim: Claim, args: &[String]) -> Result<Su
     //    inherits the mask, so a signal sent before its receiver waits stays pending instead
     //    of being lost (or killing it: the default action of SIGUSR1 is to terminate). Then
     //    refuse early if this machine cannot run the scenario; create the cgroup.
-    let watch = SignalWatch::install()?;
-    let setup = prepare_memory_cgroup(&options)?;
-    if let Some(signal) = watch.pending_interruption()? {
-        return Err(Error::Interrupted(signal));
-    }
+    let (watch, setup) = block_signals_and_prepare(&options)?;
     println!(
         "parent[{me}]: 2. SIGUSR1, SIGUSR2 and SIGCHLD are blocked; the child inherits the mask"
     );
@@ -635,7 +638,6 @@ pub fn signal_synced(scenario: &str, claim: Claim, args: &[String]) -> Result<Su
 /// Born in the cgroup, the child is charged from its first instruction, so it runs on a
 /// stack that costs it nothing ([`Reservation::with_shared_stack`]) and writes only its
 /// buffer and one line of output.
-#[cfg(target_arch = "x86_64")]
 pub fn clone3_into_cgroup(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Error> {
     use crate::clone3::{clone3_child_on_stack, CloneArgs};
 
@@ -643,11 +645,7 @@ pub fn clone3_into_cgroup(scenario: &str, claim: Claim, args: &[String]) -> Resu
     let me = getpid();
 
     // 1. Block SIGCHLD and the interruptions; refuse early; create the cgroup, set the limit.
-    let watch = SignalWatch::install()?;
-    let setup = prepare_memory_cgroup(&options)?;
-    if let Some(signal) = watch.pending_interruption()? {
-        return Err(Error::Interrupted(signal));
-    }
+    let (watch, setup) = block_signals_and_prepare(&options)?;
 
     // 2. Everything the child will use is prepared, and paid for, here: its stack (shared,
     //    written now), its buffer's page tables. The cgroup is named by an open directory.

@@ -163,18 +163,11 @@ fn run(args: &[String]) -> Result<Summary, Error> {
              saw EAGAIN, and pids.events max >= 1"
         );
     }
-    Ok(Summary::new(
-        SCENARIO.name,
-        if holds {
-            Verdict::AsClaimed
-        } else {
-            Verdict::NotAsClaimed
-        },
-    )
-    .field("pids_max", max)
-    .field("peak", counted.map_or(0, |c| c.0))
-    .field("manager_outcome", ended.outcome.token())
-    .field("events_max", refused))
+    Ok(Summary::new(SCENARIO.name, Verdict::of(holds))
+        .field("pids_max", max)
+        .field("peak", counted.map_or(0, |c| c.0))
+        .field("manager_outcome", ended.outcome.token())
+        .field("events_max", refused))
 }
 
 fn main() -> ExitCode {

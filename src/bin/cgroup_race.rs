@@ -180,16 +180,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     println!(
         "clone to in cgroup: the median time from clone returning to the move having been made."
     );
-    Ok(Summary::new(
-        SCENARIO.name,
-        if synced_all_matched {
-            Verdict::AsClaimed
-        } else {
-            Verdict::NotAsClaimed
-        },
-    )
-    .field("runs", runs)
-    .field("rows", rows))
+    Ok(Summary::new(SCENARIO.name, Verdict::of(synced_all_matched))
+        .field("runs", runs)
+        .field("rows", rows))
 }
 
 fn main() -> ExitCode {

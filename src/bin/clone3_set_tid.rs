@@ -152,25 +152,18 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         && levels == [chosen.as_raw(), 1]
         && ended.outcome == Outcome::Exited(0)
         && eexist;
-    Ok(Summary::new(
-        SCENARIO.name,
-        if holds {
-            Verdict::AsClaimed
-        } else {
-            Verdict::NotAsClaimed
-        },
-    )
-    .field("chosen", chosen)
-    .field(
-        "nspid",
-        levels
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    )
-    .field("outcome", ended.outcome.token())
-    .field("taken_pid_eexist", eexist))
+    Ok(Summary::new(SCENARIO.name, Verdict::of(holds))
+        .field("chosen", chosen)
+        .field(
+            "nspid",
+            levels
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .field("outcome", ended.outcome.token())
+        .field("taken_pid_eexist", eexist))
 }
 
 fn main() -> ExitCode {
