@@ -1,12 +1,13 @@
 //! The memory scenarios: a child is moved into a cgroup with a tiny `memory.max`, then writes
 //! new memory; the kernel lets it finish or kills it.
 //!
-//! Two placements, each a function of numbered steps that a pair of binaries runs:
+//! Three placements, each a function of numbered steps that a pair of binaries runs:
 //! - [`delayed`]: the child parks in a sleep and the parent moves it meanwhile. Simple, but a
 //!   bet on timing: the move must land after the child's warm-up and before its writes.
 //! - [`signal_synced`]: the child says "ready" with a signal and waits, with the signal blocked
 //!   since before `clone`, until the parent has moved it and said "go". Nothing is left to
 //!   timing.
+//! - [`clone3_into_cgroup`]: `clone3` starts the child inside the cgroup; there is no move.
 //!
 //! What makes "needs less than 4 KiB" exact: a process is charged for a page when it first
 //! writes it, and only pages first written *after* the move are charged to the new cgroup.
@@ -282,9 +283,9 @@ fn collect_evidence(
 ) -> Result<Evidence, Error> {
     let now = setup.cgroup.memory_events()?;
     let events = MemoryEvents {
-        max: now.max - setup.events_before.max,
-        oom: now.oom - setup.events_before.oom,
-        oom_kill: now.oom_kill - setup.events_before.oom_kill,
+        max: now.max.saturating_sub(setup.events_before.max),
+        oom: now.oom.saturating_sub(setup.events_before.oom),
+        oom_kill: now.oom_kill.saturating_sub(setup.events_before.oom_kill),
     };
     let peak = setup.cgroup.memory_peak()?;
     println!("parent[{me}]: {step}. memory.events: {events}");

@@ -4,7 +4,7 @@
 //! The kernel-dependent cases are `#[ignore]`d and run as root in the VM (scripts/vm.sh test).
 
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -30,13 +30,42 @@ fn assert_refused(run: &Run, reason: &str) {
 /// The uid of "nobody", for running a binary without privileges.
 const NOBODY: u32 = 65534;
 
+/// Runs a binary as "nobody" (when we are root; otherwise as we are). The binary is copied to
+/// a world-readable directory first: the build directory may sit in a home that "nobody"
+/// cannot enter.
 fn run_as_nobody(name: &str, args: &[&str]) -> Run {
-    let mut command = Command::new(bin(name));
-    command.args(args);
-    if is_root() {
-        command.uid(NOBODY).gid(NOBODY);
+    if !is_root() {
+        return run(name, args);
     }
-    run_command(&mut command)
+    let dir =
+        std::env::temp_dir().join(format!("clone-cgroup-nobody-{}-{name}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.join(name);
+    fs::copy(bin(name), &copy).unwrap();
+    // ETXTBSY: another test thread forked while the copy was open for writing; its child
+    // holds the descriptor until it execs, which takes a moment.
+    let mut tries = 0;
+    let output = loop {
+        match Command::new(&copy)
+            .args(args)
+            .current_dir(&dir)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+        {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => {
+                break result.unwrap_or_else(|e| panic!("cannot run {}: {e}", copy.display()))
+            }
+        }
+    };
+    let run = finish(output);
+    fs::remove_dir_all(&dir).unwrap();
+    run
 }
 
 #[test]

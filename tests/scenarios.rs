@@ -114,10 +114,15 @@ fn cgroup_scenarios_refuse_with_exit_2_and_the_reason_where_they_cannot_run() {
 
 #[test]
 fn every_binary_has_help_with_the_exit_statuses() {
-    for name in ["fork_waitpid", "clone_waitpid"]
-        .into_iter()
-        .chain(MEMORY_SCENARIOS)
-    {
+    let others = [
+        "fork_waitpid",
+        "clone_waitpid",
+        "clone_flags",
+        "spawn_bench",
+        "cgroup_race",
+    ];
+    let root_only = OTHER_ROOT_ONLY.map(|(name, _)| name);
+    for name in others.into_iter().chain(MEMORY_SCENARIOS).chain(root_only) {
         let run = run(name, &["--help"]);
         assert_eq!(run.code, 0, "{name}: {run}");
         assert!(run.stdout.contains(&format!("Usage: {name}")), "{name}");

@@ -69,6 +69,20 @@ const EXPECTED: [Expected; 4] = [
     },
 ];
 
+/// The directory of the accounting file, removed on every path unless `--keep` says otherwise.
+struct ScratchDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
 /// Runs one child to its end and says how it ended.
 fn reap(me: Pid, watch: &SignalWatch, child: Pid, what: &str) -> Result<(), Error> {
     let ended =
@@ -119,6 +133,10 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let dir = std::env::temp_dir().join(format!("clone-cgroup-acct-{me}"));
     std::fs::create_dir(&dir)
         .map_err(|e| Error::io(&format!("failed to create {}", dir.display()), e))?;
+    let mut scratch = ScratchDir {
+        path: dir.clone(),
+        keep: false,
+    };
     let file: PathBuf = dir.join("pacct");
     std::fs::write(&file, b"")
         .map_err(|e| Error::io(&format!("failed to create {}", file.display()), e))?;
@@ -193,9 +211,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         println!("    and our own, written by acct(NULL):\n    {own}");
     }
     if keep {
+        scratch.keep = true;
         println!("parent[{me}]: 5. kept {}", file.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     // Each child appears once, with the end and the flags it must have.
