@@ -30,6 +30,6 @@ if [ -n "$mount" ] && grep -qw memory "$mount/cgroup.controllers" 2>/dev/null; t
 fi
 
 echo "demo.sh: no cgroup v2 memory controller on this host (${mount:-no cgroup2 mount}): running in the VM"
-log=target/vm/demo.log
+log=target/vm/demo-smp${VM_SMP:-1}.log
 scripts/vm.sh demo
 ! grep -q '^(exit status [1-9]' "$log"

@@ -16,6 +16,7 @@
 # Environment:
 #   VM_CACHE    where the kernel and busybox are kept     [default: target/vm]
 #   VM_SMP      virtual CPUs                              [default: 1]
+#               (scripts/test-all.sh runs the suite with 1 and then with 2)
 #   VM_MEMORY   guest memory                              [default: 256M; below 96M it won't boot]
 #   VM_TIMEOUT  seconds one boot may take before it counts as hung  [default: 1200]
 #   VM_ACCEL    tcg or kvm                                [default: kvm where the CPU shows
@@ -217,7 +218,7 @@ main() {
     ensure_qemu
     ensure_guest_files
     local script log
-    log=$cache/$mode.log
+    log=$cache/$mode-smp$smp.log
     case $mode in
         test)
             build_static tests

@@ -34,9 +34,9 @@ fn spawn_bench_prints_one_row_per_method_and_size() {
         // method, size, "MB", seconds, rate, µs, ratio, TLPI
         assert_eq!(row.len(), 8, "{row:?}");
         assert!(row[1] == "1" || row[1] == "2", "{row:?}");
-        assert!(row[3].parse::<f64>().is_ok_and(|s| s >= 0.0), "{row:?}");
-        for number in [row[4], row[5]] {
-            assert!(number.parse::<f64>().is_ok_and(|n| n > 0.0), "{row:?}");
+        // A coarse clock (a VM without a stable TSC) may time 3 children as 0 s.
+        for number in [row[3], row[4], row[5]] {
+            assert!(number.parse::<f64>().is_ok_and(|n| n >= 0.0), "{row:?}");
         }
     }
     assert_eq!(table[0][6], "1.00", "fork is the reference: {run}");
