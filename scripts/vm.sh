@@ -158,7 +158,7 @@ make_initramfs() {
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
+chmod 1777 /tmp  # no tmpfs here: the build tree may itself live under /tmp
 mkdir -p /sys/fs/cgroup
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 export PATH=/bin HOME=/tmp RUST_BACKTRACE=1
