@@ -371,7 +371,12 @@ pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
     raw.stack = stack.base as u64;
     raw.stack_size = stack.len as u64;
     let entry: extern "C" fn(*mut libc::c_void) -> libc::c_int = trampoline::<F>;
-    let rseq = RseqPause::start();
+    // A CLONE_VM child starts without rseq anyway (the kernel drops the registration).
+    let rseq = if args.flags & libc::CLONE_VM as u64 == 0 {
+        RseqPause::start()
+    } else {
+        None
+    };
     let ret: i64;
     // SAFETY: the kernel starts the child with rsp = stack + stack_size (16-byte aligned, as
     // `call` expects); the child calls entry(arg) there and leaves through exit_group, never
