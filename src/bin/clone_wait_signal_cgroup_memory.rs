@@ -6,7 +6,9 @@
 //! ("ready") and waits in sigtimedwait for SIGUSR1. The parent moves it and sends SIGUSR1; the
 //! child writes 3000 bytes (one new page) and sends SIGUSR2 again ("done"). Because the
 //! signals are blocked before clone, none can be lost, whoever runs first. Expect
-//! `waitpid: Exited(Pid(N), 0)`, `done signal ... arrived`, `oom_kill 0`, exit status 0.
+//! `waitpid: Exited(Pid(N), 0)`, `done signal ... arrived`, `oom_kill 0`, exit status 0, and
+//! `memory.peak: 8192 bytes`: the "done" signal is queued from inside the cgroup, and the
+//! kernel charges its queue entry there, past the limit, because it may not refuse it.
 //!
 //! The steps are in `clone_cgroup::scenarios::signal_synced`. Run it with `sudo` on a cgroup
 //! v2 host.
