@@ -152,6 +152,9 @@ make_initramfs() {
         ln -s "$bin_dir/$b" "$root/bin/$b"
     done
     for t in "${test_exes[@]}"; do cp "$t" "$root/tests/"; done
+    # The one script a test runs in the guest, at the path the tests were built with.
+    mkdir -p "$root$here/scripts"
+    cp "$here/scripts/make-foo-cgroup.sh" "$root$here/scripts/"
     cat > "$root/init" <<EOF
 #!/bin/busybox sh
 /bin/busybox --install -s /bin

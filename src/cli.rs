@@ -282,7 +282,7 @@ impl MemoryOptions {
                 }
                 "--parent" => options.parent = Some(PathBuf::from(value()?)),
                 "--cgroup" => options.cgroup = Some(PathBuf::from(value()?)),
-                other => return Err(Error::Usage(format!("unknown option {other:?}"))),
+                other => return Err(unknown_option(other)),
             }
             Ok(())
         })?;
@@ -322,6 +322,11 @@ pub fn for_each_option(
         handle(name, &mut value)?;
     }
     Ok(())
+}
+
+/// The usage error for an option nobody takes.
+pub fn unknown_option(name: &str) -> Error {
+    Error::Usage(format!("unknown option {name:?}"))
 }
 
 /// Parses a byte count: digits with an optional K, M or G suffix (powers of 1024), from 1
@@ -375,7 +380,7 @@ pub fn parse_number(option: &str, text: &str, min: u64, max: u64) -> Result<u64,
 /// Fails with a usage error if any argument is given: for binaries without options.
 pub fn no_options(args: &[String]) -> Result<(), Error> {
     match args.first() {
-        Some(arg) => Err(Error::Usage(format!("unknown option {arg:?}"))),
+        Some(arg) => Err(unknown_option(arg)),
         None => Ok(()),
     }
 }

@@ -15,6 +15,38 @@ use nix::errno::Errno;
 use crate::process::page_size;
 use crate::Error;
 
+/// `mmap(2)` of `len` bytes of anonymous, readable and writable memory with `flags`
+/// (MAP_ANONYMOUS is added), at `at` if `flags` has MAP_FIXED; `what` names it in the error.
+///
+/// # Safety
+/// With MAP_FIXED, `[at, at + len)` must be memory the caller owns and no longer uses: the
+/// new mapping replaces whatever was there. Without it, `at` is only a hint and nothing is
+/// replaced.
+pub(crate) unsafe fn map_anonymous(
+    at: *mut libc::c_void,
+    len: usize,
+    flags: libc::c_int,
+    what: &str,
+) -> Result<NonNull<libc::c_void>, Error> {
+    // SAFETY: an anonymous mapping aliases nothing the program holds, except under MAP_FIXED,
+    // which the caller vouches for; the result is checked.
+    let mapped = unsafe {
+        libc::mmap(
+            at,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if mapped == libc::MAP_FAILED {
+        return Err(Error::sys(&format!("mmap({what})"), Errno::last()));
+    }
+    // SAFETY: mmap succeeded, so the pointer is not null.
+    Ok(unsafe { NonNull::new_unchecked(mapped) })
+}
+
 /// One page table (on x86-64) maps this much memory: 512 pages of 4 KiB.
 const PAGE_TABLE_SPAN: usize = 2 << 20;
 
@@ -65,22 +97,17 @@ impl Reservation {
         }
         let window_len = page + capacity + stack_len;
         let mapping_len = window_len + PAGE_TABLE_SPAN;
-        // SAFETY: a fresh private anonymous mapping aliases nothing; the result is checked.
         // MAP_NORESERVE: this is a reservation of addresses, not a promise of memory.
+        // SAFETY: no MAP_FIXED, so nothing is replaced.
         let mapping = unsafe {
-            libc::mmap(
+            map_anonymous(
                 std::ptr::null_mut(),
                 mapping_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
+                libc::MAP_PRIVATE | libc::MAP_NORESERVE,
+                "reservation",
+            )?
         };
-        if mapping == libc::MAP_FAILED {
-            return Err(Error::sys("mmap(reservation)", Errno::last()));
-        }
-        let aligned = (mapping as usize).next_multiple_of(PAGE_TABLE_SPAN);
+        let aligned = (mapping.as_ptr() as usize).next_multiple_of(PAGE_TABLE_SPAN);
         let window = aligned as *mut u8;
         // SAFETY: [window, window + window_len) lies inside the mapping: aligned is at most
         // PAGE_TABLE_SPAN - 1 bytes past its start, and the mapping has that much slack.
@@ -93,30 +120,25 @@ impl Reservation {
             )
         };
         let reservation = Reservation {
-            // SAFETY: mmap succeeded, so the pointer is not null.
-            mapping: unsafe { NonNull::new_unchecked(mapping) },
+            mapping,
             mapping_len,
             window,
             capacity,
             stack_len,
         };
         if stack_len > 0 {
-            // SAFETY: the stack lies at the end of the window, inside our mapping; MAP_FIXED
-            // replaces exactly that part of it with a shared mapping.
+            // SAFETY: page + capacity is inside the window (the stack follows the buffer).
             let stack = unsafe { window.add(page + capacity) } as *mut libc::c_void;
-            let mapped = unsafe {
-                libc::mmap(
+            // SAFETY: the stack lies at the end of the window, inside our own, still unused
+            // mapping; MAP_FIXED replaces exactly that part of it with a shared mapping.
+            unsafe {
+                map_anonymous(
                     stack,
                     stack_len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-                    -1,
-                    0,
-                )
+                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    "shared stack",
+                )?
             };
-            if mapped == libc::MAP_FAILED {
-                return Err(Error::sys("mmap(shared stack)", Errno::last()));
-            }
             for offset in (0..stack_len).step_by(page) {
                 // SAFETY: offset < stack_len, inside the shared stack.
                 unsafe { std::ptr::write_volatile((stack as *mut u8).add(offset), 0) };

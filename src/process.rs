@@ -239,27 +239,19 @@ impl ChildStack {
     pub fn new(size: usize) -> Result<ChildStack, Error> {
         let page = page_size();
         let len = size.div_ceil(page) * page + page;
-        // SAFETY: a fresh private anonymous mapping aliases nothing; the result is checked.
+        // SAFETY: no MAP_FIXED, so nothing is replaced.
         let base = unsafe {
-            libc::mmap(
+            crate::memory::map_anonymous(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            )
+                libc::MAP_PRIVATE | libc::MAP_STACK,
+                "child stack",
+            )?
         };
-        if base == libc::MAP_FAILED {
-            return Err(Error::sys("mmap(child stack)", Errno::last()));
-        }
-        // SAFETY: mmap succeeded, so base is non-null and page aligned; the guard page is the
-        // lowest page of our own mapping (stacks grow down).
-        let stack = ChildStack {
-            base: unsafe { NonNull::new_unchecked(base) },
-            len,
-        };
-        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
+        // The guard page is the lowest page of our own mapping (stacks grow down).
+        let stack = ChildStack { base, len };
+        // SAFETY: mprotect of the first page of a mapping we own.
+        if unsafe { libc::mprotect(base.as_ptr(), page, libc::PROT_NONE) } != 0 {
             return Err(Error::sys("mprotect(guard page)", Errno::last()));
         }
         Ok(stack)

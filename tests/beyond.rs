@@ -1,8 +1,6 @@
 //! The scenarios beyond the six: clone3 into a cgroup, pids.max, set_tid, process
 //! accounting, and the clone flag table. Root-only ones are `#[ignore]`d and run in the VM.
 
-use std::collections::BTreeMap;
-
 use clone_cgroup::cli::Verdict;
 
 mod common;
@@ -19,31 +17,11 @@ fn clone_flags_are_shared_with_the_flag_and_private_without() {
     }
 }
 
-fn repeat(name: &str, times: usize, check: impl Fn(&Run)) -> BTreeMap<String, usize> {
-    let mount = require_cgroup2();
-    let mut peaks = BTreeMap::new();
-    for i in 0..times {
-        let run = run(name, &[]);
-        assert_eq!(run.code, 0, "{name} run {i}: {run}");
-        assert_eq!(run.summary().verdict, Verdict::AsClaimed, "{run}");
-        check(&run);
-        *peaks
-            .entry(run.summary().get("peak").unwrap_or("?").to_string())
-            .or_default() += 1;
-        assert!(
-            own_cgroups(&mount.path).is_empty(),
-            "{name} run {i} left a cgroup"
-        );
-    }
-    eprintln!("{name}: {times} runs as claimed; memory.peak seen: {peaks:?}");
-    peaks
-}
-
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn clone3_small_child_is_born_in_the_cgroup_and_survives() {
-    let peaks = repeat("clone3_into_cgroup_memory", 20, |run| {
-        assert_eq!(run.summary().get("outcome"), Some("exited:0"), "{run}");
+    let peaks = repeat_memory_scenario("clone3_into_cgroup_memory", 20, |run, summary| {
+        survived(run, summary);
         assert!(run.stdout.contains("/cgroup says /clone-cgroup-"), "{run}");
         assert!(run.stdout.contains("waitid(P_PIDFD): Exited(Pid("), "{run}");
     });
@@ -54,14 +32,7 @@ fn clone3_small_child_is_born_in_the_cgroup_and_survives() {
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn clone3_big_child_is_oom_killed() {
-    repeat("clone3_into_cgroup_memory_fail", 20, |run| {
-        assert_eq!(
-            run.summary().get("outcome"),
-            Some("killed:SIGKILL"),
-            "{run}"
-        );
-        assert_eq!(run.summary().get("oom_kill"), Some("1"), "{run}");
-    });
+    repeat_memory_scenario("clone3_into_cgroup_memory_fail", 20, killed);
 }
 
 #[test]
@@ -129,4 +100,29 @@ fn accounting_records_every_child_with_its_end_and_flags() {
     );
     assert!(row("acct-exit3").contains("exit 3"), "{run}");
     assert!(row("true ").contains("exit 0             -"), "{run}");
+}
+
+#[test]
+#[ignore = "needs root (CAP_SYS_PACCT): scripts/vm.sh test runs it"]
+fn accounting_refuses_where_system_accounting_seems_on_unless_forced() {
+    require_cgroup2();
+    let system_file = std::path::Path::new("/var/log/account/pacct");
+    let made_here = !system_file.exists();
+    if made_here {
+        std::fs::create_dir_all(system_file.parent().unwrap()).unwrap();
+        std::fs::write(system_file, b"").unwrap();
+    }
+    let refused = run("process_accounting", &[]);
+    let forced = run("process_accounting", &["--force"]);
+    if made_here {
+        std::fs::remove_file(system_file).unwrap();
+    }
+    assert_eq!(refused.code, 2, "{refused}");
+    assert!(
+        refused
+            .stderr
+            .contains("pass --force, then restart it with `accton /var/log/account/pacct`"),
+        "{refused}"
+    );
+    assert_eq!(forced.code, 0, "{forced}");
 }

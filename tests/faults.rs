@@ -85,6 +85,28 @@ fn sighup_is_an_interruption_too() {
 
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn ctrl_c_to_the_whole_process_group_is_handled_once_by_the_parent() {
+    let mount = require_cgroup2();
+    let mut running = Running::start_as_group("clone_waitpid_cgroup_memory", &["--delay", "6000"]);
+    let child = running.child_pid();
+    running.line_with("4. moved child");
+    // What a terminal does on Ctrl-C: SIGINT to every process of the foreground group. The
+    // child has SIGINT blocked (it inherited the mask), so only the parent acts on it.
+    nix::sys::signal::killpg(running.pid(), Signal::SIGINT).unwrap();
+    let run = running.finish();
+    assert_eq!(run.code, 130, "{run}");
+    assert!(
+        run.stdout
+            .contains(&format!("got SIGINT; killed and reaped child {child}")),
+        "{run}"
+    );
+    assert_eq!(run.stdout.matches("got SIGINT").count(), 1, "{run}");
+    assert!(!exists(child), "child {child} outlived the run");
+    assert!(own_cgroups(&mount.path).is_empty(), "{run}");
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn a_parent_killed_outright_takes_its_child_along_and_the_next_run_cleans_up() {
     let mount = require_cgroup2();
     // Orphans are re-parented to us rather than to init, so we can see them die and reap them.

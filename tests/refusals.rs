@@ -168,10 +168,7 @@ fn a_parent_without_the_controller_gets_it_or_the_exact_fix() {
     // The parent is offered memory but has not enabled it for its children: the run does.
     let parent = mount.path.join("refusal-parent");
     fs::create_dir(&parent).unwrap();
-    let run = run(
-        "clone_waitpid_cgroup_memory",
-        &["--parent", parent.to_str().unwrap()],
-    );
+    let run = run_with_parent(&parent);
     let control = parent.join("cgroup.subtree_control");
     let enabled = fs::read_to_string(&control).unwrap();
     // One level further down, memory is not even offered: the run names the write that fixes it.

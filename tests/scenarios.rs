@@ -5,12 +5,11 @@
 //! `cargo test`; `scripts/vm.sh test` runs them as root in a VM with a pure cgroup v2
 //! hierarchy, and they fail loudly (not skip) if that environment is missing.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
+use std::process::Command;
 
 use clone_cgroup::cgroup::Cgroup2Mount;
-use clone_cgroup::cli::{Summary, Verdict};
+use clone_cgroup::cli::Verdict;
 
 mod common;
 use common::*;
@@ -147,54 +146,6 @@ fn bad_options_exit_2_before_anything_runs() {
     assert_eq!(run.code, 2, "{run}");
 }
 
-/// Runs a memory scenario `times` times and checks every run against its claim; returns how
-/// often each memory.peak was seen.
-fn repeat_memory_scenario(
-    name: &str,
-    times: usize,
-    check: impl Fn(&Run, &Summary),
-) -> BTreeMap<String, usize> {
-    let mount = require_cgroup2();
-    let mut peaks = BTreeMap::new();
-    for i in 0..times {
-        let run = run(name, &[]);
-        assert_eq!(run.code, 0, "{name} run {i}: {run}");
-        let summary = run.summary();
-        assert_eq!(summary.verdict, Verdict::AsClaimed, "{name} run {i}: {run}");
-        check(&run, &summary);
-        *peaks
-            .entry(summary.get("peak").unwrap_or("?").to_string())
-            .or_default() += 1;
-        assert_eq!(
-            own_cgroups(&mount.path),
-            Vec::<PathBuf>::new(),
-            "{name} run {i} left a cgroup"
-        );
-    }
-    eprintln!("{name}: {times} runs as claimed; memory.peak seen: {peaks:?}");
-    peaks
-}
-
-fn survived(run: &Run, summary: &Summary) {
-    assert_eq!(summary.get("outcome"), Some("exited:0"), "{run}");
-    assert_eq!(summary.get("oom_kill"), Some("0"), "{run}");
-    assert!(
-        run.stdout.contains("wrote 3000 bytes (1 new page)"),
-        "{run}"
-    );
-}
-
-fn killed(run: &Run, summary: &Summary) {
-    assert_eq!(summary.get("outcome"), Some("killed:SIGKILL"), "{run}");
-    let oom_kill: u64 = summary.get("oom_kill").unwrap().parse().unwrap();
-    assert!(oom_kill >= 1, "{run}");
-    assert!(run.stdout.contains(", SIGKILL, false)"), "{run}");
-    assert!(
-        !run.stdout.contains("wrote 1048576 bytes"),
-        "the child finished: {run}"
-    );
-}
-
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn delayed_small_child_survives_4096_every_time() {
@@ -240,10 +191,17 @@ fn signal_synced_big_child_is_oom_killed_every_time() {
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn an_existing_cgroup_is_used_and_kept() {
     let mount = require_cgroup2();
-    // As scripts/make-foo-cgroup.sh does: hand the controller down, then mkdir.
-    clone_cgroup::cgroup::enable_controller(&mount.path, "memory").expect("enable memory");
+    // Made the way the original README told people to, by the script that does it.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/make-foo-cgroup.sh");
+    let shell = if std::path::Path::new("/bin/bash").exists() {
+        "/bin/bash"
+    } else {
+        "sh"
+    };
+    let made = run_command(Command::new(shell).args([script, "foo-clone-cgroup-test"]));
+    assert_eq!(made.code, 0, "{made}");
     let foo = mount.path.join("foo-clone-cgroup-test");
-    fs::create_dir(&foo).expect("mkdir test cgroup");
+    assert!(foo.join("memory.max").exists(), "{made}");
     let runs = [
         run(
             "clone_waitpid_cgroup_memory",

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use clone_cgroup::cgroup::parse_flat_keyed;
 use clone_cgroup::child_say;
-use clone_cgroup::cli::{for_each_option, parse_number, Scenario, Summary, Verdict};
+use clone_cgroup::cli::{
+    for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict,
+};
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
 use clone_cgroup::process::{die_with_parent, fork_child, kill_and_reap, Outcome};
 use clone_cgroup::scenarios::prepare_cgroup;
@@ -45,7 +47,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             "--max" => max = parse_number(name, &value()?, 1, 64)? as usize,
             "--timeout" => timeout = Duration::from_secs(parse_number(name, &value()?, 1, 3600)?),
             "--parent" => parent = Some(PathBuf::from(value()?)),
-            other => return Err(Error::Usage(format!("unknown option {other:?}"))),
+            other => return Err(unknown_option(other)),
         }
         Ok(())
     })?;

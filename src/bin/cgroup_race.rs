@@ -16,7 +16,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use clone_cgroup::cli::{for_each_option, parse_number, Scenario, Summary, Verdict};
+use clone_cgroup::cli::{
+    for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict,
+};
 use clone_cgroup::Error;
 
 const SCENARIO: Scenario = Scenario {
@@ -109,7 +111,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
                     .map(|d| parse_number(name, d.trim(), 0, 10_000))
                     .collect::<Result<_, _>>()?
             }
-            other => return Err(Error::Usage(format!("unknown option {other:?}"))),
+            other => return Err(unknown_option(other)),
         }
         Ok(())
     })?;

@@ -15,7 +15,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clone_cgroup::child_say;
-use clone_cgroup::cli::{for_each_option, parse_number, Scenario, Summary, Verdict};
+use clone_cgroup::cli::{
+    for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict,
+};
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
 use clone_cgroup::process::{state_of, Outcome};
 use clone_cgroup::sync::{self, wait_signal, SignalWatch, PARENT_TO_CHILD};
@@ -52,7 +54,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     for_each_option(args, |name, value| {
         match name {
             "--pid" => wanted = Some(parse_number(name, &value()?, 2, 4_194_304)? as i32),
-            other => return Err(Error::Usage(format!("unknown option {other:?}"))),
+            other => return Err(unknown_option(other)),
         }
         Ok(())
     })?;

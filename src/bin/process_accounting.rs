@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clone_cgroup::acct::{self, Record, AFORK, AXSIG, TABLE_HEADER};
-use clone_cgroup::cli::{for_each_option, Scenario, Summary, Verdict};
+use clone_cgroup::cli::{for_each_option, unknown_option, Scenario, Summary, Verdict};
 use clone_cgroup::process::{fork_child, wait_for, WaitFailure};
 use clone_cgroup::sync::{wait_signal, SignalWatch};
 use clone_cgroup::Error;
@@ -102,7 +102,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         match name {
             "--keep" => keep = true,
             "--force" => force = true,
-            other => return Err(Error::Usage(format!("unknown option {other:?}"))),
+            other => return Err(unknown_option(other)),
         }
         Ok(())
     })?;

@@ -16,7 +16,9 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clone_cgroup::cli::{for_each_option, parse_number, Scenario, Summary, Verdict};
+use clone_cgroup::cli::{
+    for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict,
+};
 use clone_cgroup::spawn::{Method, Spawner};
 use clone_cgroup::Error;
 
@@ -67,7 +69,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
                     .collect::<Result<_, _>>()?
             }
             "--program" => program = value()?,
-            other => return Err(Error::Usage(format!("unknown option {other:?}"))),
+            other => return Err(unknown_option(other)),
         }
         Ok(())
     })?;

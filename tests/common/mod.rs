@@ -2,6 +2,7 @@
 //! cgroups this program left behind.
 #![allow(dead_code)] // each test file uses a different part
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clone_cgroup::cgroup::{own_name_pid, Cgroup2Mount};
-use clone_cgroup::cli::Summary;
+use clone_cgroup::cli::{Summary, Verdict};
 
 pub const NEEDS_CGROUP2: &str =
     "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it";
@@ -190,12 +191,22 @@ pub struct Running {
 
 impl Running {
     pub fn start(name: &str, args: &[&str]) -> Running {
-        let mut child = Command::new(bin(name))
-            .args(args)
+        Running::spawn(Command::new(bin(name)).args(args))
+    }
+
+    /// Starts it as the leader of a process group of its own, as a shell starts a foreground
+    /// job, so that a signal can go to the whole group, as Ctrl-C sends it.
+    pub fn start_as_group(name: &str, args: &[&str]) -> Running {
+        use std::os::unix::process::CommandExt;
+        Running::spawn(Command::new(bin(name)).args(args).process_group(0))
+    }
+
+    fn spawn(command: &mut Command) -> Running {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let (send, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -272,4 +283,54 @@ impl Running {
 /// Whether process `pid` exists (a zombie counts).
 pub fn exists(pid: nix::unistd::Pid) -> bool {
     nix::sys::signal::kill(pid, None).is_ok()
+}
+
+/// Runs a memory scenario `times` times and checks every run against its claim; returns how
+/// often each memory.peak was seen.
+pub fn repeat_memory_scenario(
+    name: &str,
+    times: usize,
+    check: impl Fn(&Run, &Summary),
+) -> BTreeMap<String, usize> {
+    let mount = require_cgroup2();
+    let mut peaks = BTreeMap::new();
+    for i in 0..times {
+        let run = run(name, &[]);
+        assert_eq!(run.code, 0, "{name} run {i}: {run}");
+        let summary = run.summary();
+        assert_eq!(summary.verdict, Verdict::AsClaimed, "{name} run {i}: {run}");
+        check(&run, &summary);
+        *peaks
+            .entry(summary.get("peak").unwrap_or("?").to_string())
+            .or_default() += 1;
+        assert_eq!(
+            own_cgroups(&mount.path),
+            Vec::<PathBuf>::new(),
+            "{name} run {i} left a cgroup"
+        );
+    }
+    eprintln!("{name}: {times} runs as claimed; memory.peak seen: {peaks:?}");
+    peaks
+}
+
+/// The small child's claim: it exited 0, the OOM killer did nothing, it wrote one page.
+pub fn survived(run: &Run, summary: &Summary) {
+    assert_eq!(summary.get("outcome"), Some("exited:0"), "{run}");
+    assert_eq!(summary.get("oom_kill"), Some("0"), "{run}");
+    assert!(
+        run.stdout.contains("wrote 3000 bytes (1 new page)"),
+        "{run}"
+    );
+}
+
+/// The big child's claim: SIGKILL from the OOM killer before its last line.
+pub fn killed(run: &Run, summary: &Summary) {
+    assert_eq!(summary.get("outcome"), Some("killed:SIGKILL"), "{run}");
+    let oom_kill: u64 = summary.get("oom_kill").unwrap().parse().unwrap();
+    assert!(oom_kill >= 1, "{run}");
+    assert!(run.stdout.contains(", SIGKILL, false)"), "{run}");
+    assert!(
+        !run.stdout.contains("wrote 1048576 bytes"),
+        "the child finished: {run}"
+    );
 }
