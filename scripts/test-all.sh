@@ -39,6 +39,7 @@ vm_seconds=$(( $(date +%s) - start ))
 
 counts=$(awk '/^test result: / { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
               END { print p + 0, f + 0 }' "$log")
-echo "test-all: host ${host_seconds}s, VM ${vm_seconds}s (exit ${status})"
+boots=$(awk -F'[= ]' '/^vm.sh: boots=/ { b += $3; r += $5 } END { print b + 0, r + 0 }' "$log")
+echo "test-all: host ${host_seconds}s, VM ${vm_seconds}s (exit ${status}); VM boots ${boots% *}, of them retried ${boots#* }"
 echo "test-all: ${counts% *} passed, ${counts#* } failed"
 exit "$status"

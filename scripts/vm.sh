@@ -25,7 +25,8 @@
 #
 # Exit status: 0 all passed (or the demo/command ran); 1 a test or the command failed; 2 the
 # VM cannot run here (the message says why and what to install); a boot that shows no sign of
-# life by VM_UP_TIMEOUT is retried once before it counts as a failure.
+# life by VM_UP_TIMEOUT is retried once before it counts as a failure. The last line on
+# standard error counts the boots and the retries: `vm.sh: boots=N retried=M`.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -176,6 +177,23 @@ EOF
     rm -rf "$root"
 }
 
+# The host's TSC frequency in kHz, for the guest's tsc_early_khz=. Under TCG the guest's TSC
+# ticks at the host's rate, but the guest kernel cannot always measure that rate: its PIT
+# calibration, itself emulated, fails now and then ("tsc: Unable to calibrate against PIT"),
+# and the boot then hangs. Told the rate, it skips the calibration. Taken from what the host
+# kernel found (its log), else from /proc/cpuinfo; empty if neither says.
+host_tsc_khz() {
+    local mhz
+    mhz=$( { dmesg 2>/dev/null || journalctl -k -b -q --no-pager 2>/dev/null || true; } \
+        | sed -n 's/.*tsc: Refined TSC clocksource calibration: \([0-9.]*\) MHz.*/refined \1/p;
+                  s/.*tsc: Detected \([0-9.]*\) MHz processor.*/detected \1/p' \
+        | sort | head -1 | cut -d' ' -f2)
+    if [ -z "$mhz" ] && grep -qw constant_tsc /proc/cpuinfo; then
+        mhz=$(sed -n 's/^cpu MHz[[:space:]]*: \([0-9.]*\)$/\1/p' /proc/cpuinfo | head -1)
+    fi
+    [ -n "$mhz" ] && awk -v mhz="$mhz" 'BEGIN { if (mhz > 0) printf "%d\n", mhz * 1000 + 0.5 }'
+}
+
 accel_args() {
     local accel=${VM_ACCEL:-}
     if [ -z "$accel" ]; then
@@ -189,17 +207,19 @@ accel_args() {
 
 # Boots once; the serial console goes to $log and to stdout. Returns 0 if the init reached
 # its end (@@vm-done), 1 otherwise. A boot that shows no sign of life (@@vm-up) within
-# VM_UP_TIMEOUT seconds has hung, as about one boot in twenty does under TCG on a busy
-# machine: it is killed at once rather than at VM_TIMEOUT.
+# VM_UP_TIMEOUT seconds has hung: it is killed at once rather than at VM_TIMEOUT. Under TCG
+# about one boot in three hung that way until the guest was told the TSC frequency
+# (host_tsc_khz); the watchdog stays as the last resort.
 boot() {
     local log=$1 loglevel=$2 pidfile=$cache/qemu.pid
+    boots=$((boots + 1))
     : > "$log"
     rm -f "$pidfile"
     # shellcheck disable=SC2046
     timeout --foreground -k 5 "$boot_timeout" qemu-system-x86_64 $(accel_args) -M microvm -smp "$smp" -m "$memory" \
         -nodefaults -no-user-config -nographic -serial stdio -no-reboot -pidfile "$pidfile" \
         -kernel "$kernel" -initrd "$initramfs" \
-        -append "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=$loglevel" \
+        -append "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=$loglevel${tsc_khz:+ tsc_early_khz=$tsc_khz}" \
         < /dev/null 2>&1 | tr -d '\r' | grep --line-buffered -v '^\[ *[0-9.]*\] PCI: Fatal' | tee "$log" &
     local console=$! waited=0
     while kill -0 "$console" 2>/dev/null; do
@@ -223,8 +243,13 @@ boot_with_retry() {
         return 1
     fi
     say "the VM printed no result; retrying once"
+    retries=$((retries + 1))
     boot "$log" "$loglevel"
 }
+
+# Boots and retries of this invocation, reported on exit (scripts/test-all.sh adds them up).
+boots=0 retries=0
+report_boots() { [ "$boots" = 0 ] || echo "vm.sh: boots=$boots retried=$retries" >&2; }
 
 main() {
     local mode=${1:-}
@@ -237,6 +262,12 @@ main() {
     command -v cargo >/dev/null || die "cargo is missing"
     ensure_qemu
     ensure_guest_files
+    tsc_khz=
+    if [ "$(accel_args | cut -d' ' -f2)" = tcg ]; then
+        tsc_khz=$(host_tsc_khz) || true
+        [ -n "$tsc_khz" ] || say "the host's TSC frequency is unknown: the guest calibrates its own (a boot may hang; the watchdog retries it)"
+    fi
+    trap report_boots EXIT
     local script log
     log=$cache/$mode-smp$smp.log
     case $mode in
