@@ -227,6 +227,7 @@ struct Evidence {
     ended: Ended,
     events: MemoryEvents,
     peak: Option<u64>,
+    still_charged: String,
 }
 
 /// Waits, bounded, for the child to end and prints its status. On a timeout or an
@@ -288,6 +289,18 @@ fn collect_evidence(
         oom_kill: now.oom_kill.saturating_sub(setup.events_before.oom_kill),
     };
     let peak = setup.cgroup.memory_peak()?;
+    // What is still charged once the child is gone: its own pages are freed by then, so
+    // anything left was charged for something that outlived it (kernel objects, buffers).
+    let still_charged = format!(
+        "memory.current {}; memory.stat: {}",
+        setup.cgroup.read("memory.current")?.trim(),
+        crate::cgroup::parse_flat_keyed(&setup.cgroup.read("memory.stat")?)
+            .into_iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("parent[{me}]: {step}. memory.events: {events}");
     match peak {
         Some(peak) => {
@@ -315,6 +328,7 @@ fn collect_evidence(
         ended,
         events,
         peak,
+        still_charged,
     })
 }
 
@@ -333,6 +347,10 @@ fn summarize(
             claim.token(),
             evidence.ended.outcome,
             evidence.events.oom_kill
+        );
+        println!(
+            "parent[{me}]:    still charged after the child's end: {}",
+            evidence.still_charged
         );
     }
     Summary::new(scenario, Verdict::of(holds))
@@ -441,6 +459,8 @@ pub fn delayed(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary,
         );
         0
     };
+    // The child's sleep cannot end before `delay` after this instant.
+    let before_clone = Instant::now();
     let pid = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
     let cloned = Instant::now();
     let mut child = Child::adopt(pid);
@@ -449,6 +469,7 @@ pub fn delayed(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary,
     // 4. The bet on timing: after half the child's delay it should be parked. /proc shows
     //    whether it was (S = sleeping), but the move happens either way.
     let mut in_cgroup = None;
+    let mut bet_won = false;
     match parent_pause(&watch, delay / 2)? {
         Some(r) if r.is_interruption() => return Err(interrupted(me, child, r.signal)),
         Some(_) => println!("parent[{me}]: 4. child {pid} ended before it was moved"),
@@ -462,15 +483,29 @@ pub fn delayed(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary,
                 setup.cgroup.path().display(),
                 setup.cgroup.processes()?
             );
+            // Won only if the child was asleep (its warm-up done) and the move was over
+            // before its sleep could have ended. On a busy machine the move can come late,
+            // and then a small child survives without ever having been limited.
+            let moved_after = before_clone.elapsed();
+            bet_won = state == 'S' && moved_after < delay;
+            if !bet_won {
+                println!(
+                    "parent[{me}]:    the delay lost its bet: the move was over {} ms after \
+                     clone, with the child in state {state}; its sleep ends {} ms after clone",
+                    moved_after.as_millis(),
+                    delay.as_millis()
+                );
+            }
         }
     }
 
     // 7. Wait for the end; 8.-9. the kernel's evidence; clean up.
     let ended = wait_child(me, &mut child, &watch, &options, 7, |_| {})?;
     let evidence = collect_evidence(me, ended, setup, &options, 8)?;
-    Ok(summarize(scenario, claim, &options, &evidence, true)
+    Ok(summarize(scenario, claim, &options, &evidence, bet_won)
         .field("placement", "delayed")
-        .field("clone_to_cgroup_us", micros(in_cgroup)))
+        .field("clone_to_cgroup_us", micros(in_cgroup))
+        .field("bet", if bet_won { "won" } else { "lost" }))
 }
 
 /// Microseconds for a summary field, or `none` if the child was never moved.

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use clone_cgroup::cgroup::enable_controller;
 use clone_cgroup::cli::Verdict;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -15,7 +16,7 @@ use common::*;
 /// Sends `signal` to a running scenario once it has printed `when`; checks that it reports
 /// the interruption (128 + signal), and that the child and the cgroup are gone.
 fn interrupt(name: &str, args: &[&str], when: &str, signal: Signal) {
-    let mount = require_cgroup2();
+    require_cgroup2();
     let mut running = Running::start(name, args);
     let child = running.child_pid();
     running.line_with(when);
@@ -31,12 +32,7 @@ fn interrupt(name: &str, args: &[&str], when: &str, signal: Signal) {
         "{run}"
     );
     assert!(!exists(child), "child {child} outlived the run");
-    assert!(own_cgroups(&mount.path).is_empty(), "{run}");
-    assert!(
-        leftover_processes().is_empty(),
-        "{:?}",
-        leftover_processes()
-    );
+    run.assert_nothing_left();
 }
 
 #[test]
@@ -86,8 +82,8 @@ fn sighup_is_an_interruption_too() {
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn ctrl_c_to_the_whole_process_group_is_handled_once_by_the_parent() {
-    let mount = require_cgroup2();
-    let mut running = Running::start_as_group("clone_waitpid_cgroup_memory", &["--delay", "6000"]);
+    require_cgroup2();
+    let mut running = Running::start("clone_waitpid_cgroup_memory", &["--delay", "6000"]);
     let child = running.child_pid();
     running.line_with("4. moved child");
     // What a terminal does on Ctrl-C: SIGINT to every process of the foreground group. The
@@ -102,16 +98,27 @@ fn ctrl_c_to_the_whole_process_group_is_handled_once_by_the_parent() {
     );
     assert_eq!(run.stdout.matches("got SIGINT").count(), 1, "{run}");
     assert!(!exists(child), "child {child} outlived the run");
-    assert!(own_cgroups(&mount.path).is_empty(), "{run}");
+    run.assert_nothing_left();
 }
 
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn a_parent_killed_outright_takes_its_child_along_and_the_next_run_cleans_up() {
     let mount = require_cgroup2();
+    // Its own parent cgroup, where no other run sweeps away what this one leaves behind. The
+    // root hands the memory controller down to it (no test may count on another to do that).
+    enable_controller(&mount.path, "memory").unwrap();
+    let parent = mount
+        .path
+        .join(format!("killed-outright-{}", std::process::id()));
+    std::fs::create_dir(&parent).unwrap();
+    let parent_arg = parent.to_str().unwrap();
     // Orphans are re-parented to us rather than to init, so we can see them die and reap them.
     nix::sys::prctl::set_child_subreaper(true).unwrap();
-    let mut running = Running::start("clone_waitpid_cgroup_memory", &["--delay", "6000"]);
+    let mut running = Running::start(
+        "clone_waitpid_cgroup_memory",
+        &["--delay", "6000", "--parent", parent_arg],
+    );
     let child = running.child_pid();
     running.line_with("4. moved child");
     kill(running.pid(), Signal::SIGKILL).unwrap();
@@ -134,29 +141,36 @@ fn a_parent_killed_outright_takes_its_child_along_and_the_next_run_cleans_up() {
     );
 
     // Its cgroup is left behind, empty; the next run finds and removes it.
-    let stale = own_cgroups(&mount.path);
+    let stale = own_cgroups(&parent);
     assert_eq!(stale.len(), 1, "{stale:?}");
-    let next = run("clone_waitpid_cgroup_memory", &[]);
+    // The signal-synced placement: it does not bet on timing, which other tests running
+    // meanwhile could make the delayed one lose.
+    let next = run("clone_wait_signal_cgroup_memory", &["--parent", parent_arg]);
+    let left = own_cgroups(&parent);
+    std::fs::remove_dir(&parent).unwrap();
     assert_eq!(next.code, 0, "{next}");
     let removed = format!(
         "removed {}, left behind by a run that no longer exists",
         stale[0].display()
     );
     assert!(next.stdout.contains(&removed), "{next}");
-    assert!(own_cgroups(&mount.path).is_empty());
+    assert!(left.is_empty(), "{left:?}");
+    next.assert_nothing_left();
 }
 
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn a_child_that_does_not_end_in_time_is_killed_at_the_deadline() {
-    let mount = require_cgroup2();
+    require_cgroup2();
     let started = Instant::now();
+    // The parent moves the child at 6 s and then waits at most 1 s; the child would end on
+    // its own only after 12 s.
     let run = run(
         "clone_waitpid_cgroup_memory",
-        &["--delay", "8000", "--timeout", "1"],
+        &["--delay", "12000", "--timeout", "1"],
     );
     assert!(
-        started.elapsed() < Duration::from_secs(6),
+        started.elapsed() < Duration::from_secs(12),
         "took {:?}",
         started.elapsed()
     );
@@ -166,13 +180,13 @@ fn a_child_that_does_not_end_in_time_is_killed_at_the_deadline() {
         run.stdout.contains("still running after 1s; killed it"),
         "{run}"
     );
-    assert!(own_cgroups(&mount.path).is_empty(), "{run}");
+    run.assert_nothing_left();
 }
 
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn a_child_that_waits_in_vain_for_sigusr1_gives_up_and_says_so() {
-    let mount = require_cgroup2();
+    require_cgroup2();
     // The parent holds the ready child longer than the child's own bound.
     let run = run(
         "clone_wait_signal_cgroup_memory",
@@ -188,13 +202,13 @@ fn a_child_that_waits_in_vain_for_sigusr1_gives_up_and_says_so() {
         "{run}"
     );
     assert_eq!(run.summary().get("outcome"), Some("exited:70"), "{run}");
-    assert!(own_cgroups(&mount.path).is_empty(), "{run}");
+    run.assert_nothing_left();
 }
 
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn a_sigkill_from_someone_else_is_not_taken_for_the_oom_killer() {
-    let mount = require_cgroup2();
+    require_cgroup2();
     let mut running = Running::start("clone_waitpid_cgroup_memory_fail", &["--delay", "4000"]);
     let child = running.child_pid();
     running.line_with("warmed up");
@@ -208,5 +222,5 @@ fn a_sigkill_from_someone_else_is_not_taken_for_the_oom_killer() {
         "{run}"
     );
     assert_eq!(run.summary().get("oom_kill"), Some("0"), "{run}");
-    assert!(own_cgroups(&mount.path).is_empty(), "{run}");
+    run.assert_nothing_left();
 }

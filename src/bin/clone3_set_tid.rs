@@ -65,12 +65,12 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     }
     let me = getpid();
     // 1. A pid nobody has: /proc/N does not exist.
-    let chosen = wanted.unwrap_or_else(|| {
-        (4242..)
+    let free_from = |first: i32| {
+        (first..)
             .find(|p| !Path::new(&format!("/proc/{p}")).exists())
             .unwrap()
-    });
-    let chosen = Pid::from_raw(chosen);
+    };
+    let mut chosen = Pid::from_raw(wanted.unwrap_or_else(|| free_from(4242)));
     println!("parent[{me}]: 1. asking for pid 1 in a new PID namespace and pid {chosen} in ours");
 
     // 2. clone3(CLONE_NEWPID, set_tid = [1, N]). The child waits, SIGUSR1 blocked (it is the
@@ -79,29 +79,50 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut go = SigSet::empty();
     go.add(PARENT_TO_CHILD);
-    let args = CloneArgs::new(Signal::SIGCHLD)
-        .pidfd()
-        .new_pid_namespace()
-        .set_tid(&[Pid::from_raw(1), chosen]);
-    let mut child = clone3_child(&args, || {
-        child_say!(
-            "child[{}]: 3. getpid() = {}, getppid() = {}",
-            getpid(),
-            getpid(),
-            getppid()
-        );
-        match wait_signal(&go, deadline) {
-            Ok(Some(_)) => 0,
-            _ => 1,
+    let mut attempts = 0;
+    let mut child = loop {
+        let args = CloneArgs::new(Signal::SIGCHLD)
+            .pidfd()
+            .new_pid_namespace()
+            .set_tid(&[Pid::from_raw(1), chosen]);
+        let started = clone3_child(&args, || {
+            child_say!(
+                "child[{}]: 3. getpid() = {}, getppid() = {}",
+                getpid(),
+                getpid(),
+                getppid()
+            );
+            match wait_signal(&go, deadline) {
+                Ok(Some(_)) => 0,
+                _ => 1,
+            }
+        });
+        match started {
+            Ok(child) => break child,
+            // A process born since the look in /proc took the pid: look again, unless the
+            // user chose it.
+            Err(Error::Sys {
+                errno: Errno::EEXIST,
+                ..
+            }) if wanted.is_none() && attempts < 10 => {
+                attempts += 1;
+                let next = Pid::from_raw(free_from(chosen.as_raw() + 1));
+                println!(
+                    "parent[{me}]: 2. pid {chosen} was taken meanwhile (EEXIST); asking for {next}"
+                );
+                chosen = next;
+            }
+            Err(Error::Sys {
+                errno: Errno::EEXIST,
+                ..
+            }) => {
+                return Err(Error::cannot_run(format!(
+                    "pid {chosen} is taken; choose another with --pid"
+                )))
+            }
+            Err(e) => return Err(e),
         }
-    })
-    .map_err(|e| match e {
-        Error::Sys {
-            errno: Errno::EEXIST,
-            ..
-        } => Error::cannot_run(format!("pid {chosen} is taken; choose another with --pid")),
-        e => e,
-    })?;
+    };
     let pid = child.pid();
     println!("parent[{me}]: 2. clone3 returned {pid}");
 
