@@ -1,45 +1,171 @@
 #!/usr/bin/env bash
 # test-all.sh: the project's test command.
 #
-#   1. cargo test on this host: unit tests, and the integration tests that this host can run
-#      (tests that need root and cgroup v2 are #[ignore]d here);
-#   2. the whole suite again, ignored tests included, as root inside a VM that boots a stock
-#      Debian kernel with a pure cgroup v2 hierarchy (scripts/vm.sh test): once with one CPU
-#      and once with two, because a child that starts on another CPU at once behaves
-#      differently (it races its parent; see clone3::RseqPause for a charge only two CPUs
-#      showed).
+# Usage: scripts/test-all.sh [--quick]
 #
-# Exit status: 0 when both parts pass; 1 when a test fails; 2 when the VM cannot run here
-# (the message says why). Set SKIP_VM=1 to run only the host part; the script then says that
-# the cgroup scenarios were not proven and exits 3, so a partial run never looks like a pass.
+#   1. one build: the binaries and test executables, linked statically (scripts/build-env.sh),
+#      for the host and every VM alike;
+#   2. on this host, `cargo test` with that build: unit, doc and integration tests (the ones
+#      that need root and cgroup v2 are #[ignore]d). Where this host has cgroup v2 with the
+#      memory controller and root (or passwordless sudo), the ignored tests then run here too,
+#      as root, through a cargo runner (`sudo`), never with cargo itself as root. They change
+#      machine-wide state and put it back (see README, "How it is tested"); HOST_ROOT_TESTS=0
+#      leaves them to the VMs.
+#   3. the whole suite, ignored tests included, as root inside VMs that boot stock kernels
+#      with a pure cgroup v2 hierarchy (scripts/vm.sh test): on Debian, every kernel line of
+#      scripts/kernels.sh (5.10, 6.1, 6.12 and the newest), each with one CPU and with two,
+#      because a child that starts on another CPU at once behaves differently (see
+#      clone3::RseqPause). Several VMs run at once, never more virtual CPUs than this host has
+#      cores. Elsewhere (Ubuntu), the distribution's own kernel only, and it says so.
+#
+#   --quick   one kernel (scripts/kernels.sh default), two CPUs, no stress test.
+#
+# A kernel line that cannot be fetched is named and left out; the rest still run. The last
+# lines are a table (kernel, CPUs, tests passed and failed, seconds, boots, retries) and a
+# verdict.
+#
+# Exit status: 0 when every part that ran passed; 1 when a test failed or a VM never
+# finished; 2 when no VM could run (the message says why). SKIP_VM=1 runs only the host part,
+# says that the cgroup scenarios were not proven, and exits 3, so that a partial run never
+# looks like a pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/build-env.sh
+. scripts/build-env.sh
 
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+quick=0
+case ${1:-} in
+    --quick) quick=1 ;;
+    '') ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "test-all.sh: unknown option $1; usage: scripts/test-all.sh [--quick]" >&2; exit 2 ;;
+esac
 
-start=$(date +%s)
+began=$(date +%s)
+logs=target/test-all
+rm -rf "$logs" && mkdir -p "$logs"
+# Test counts of the "test result:" lines of a log: "PASSED FAILED".
+counts() {
+    awk '/^test result: / { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+         END { print p + 0, f + 0 }' "$@"
+}
+
+echo "== build: binaries and test executables, static, once"
+scripts/vm.sh build test
+
 echo "== host: cargo test"
-cargo test 2>&1 | tee "$log"
+start=$(date +%s)
+status=0
+cargo test "${build_args[@]}" 2>&1 | tee "$logs/host.log" || status=1
+mount=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
+if [ "${HOST_ROOT_TESTS:-1}" = 0 ]; then
+    echo "test-all: the root-only tests are left to the VMs on this host (HOST_ROOT_TESTS=0)"
+elif [ -z "$mount" ] || ! grep -qw memory "$mount/cgroup.controllers" 2>/dev/null; then
+    echo "test-all: this host has no cgroup v2 memory controller (${mount:-no cgroup2 mount}): the root-only tests run in the VMs only"
+elif [ "$(id -u)" = 0 ]; then
+    echo "== host: the root-only tests, as root"
+    cargo test "${build_args[@]}" -- --ignored 2>&1 | tee "$logs/host-root.log" || status=1
+elif sudo -n true 2>/dev/null; then
+    echo "== host: the root-only tests, as root through a cargo runner (sudo)"
+    cargo test "${build_args[@]}" --config "target.'cfg(target_os = \"linux\")'.runner = 'sudo -n'" \
+        -- --ignored 2>&1 | tee "$logs/host-root.log" || status=1
+else
+    echo "test-all: this host has cgroup v2, but the root-only tests need root or passwordless sudo: they run in the VMs only"
+fi
 host_seconds=$(( $(date +%s) - start ))
+host_counts=$(counts "$logs"/host*.log)
 
 if [ "${SKIP_VM:-}" = 1 ]; then
-    echo "test-all: host part passed in ${host_seconds}s; VM part skipped (SKIP_VM=1): cgroup scenarios NOT proven"
+    echo "test-all: host part $([ "$status" = 0 ] && echo passed || echo FAILED) in ${host_seconds}s; VM part skipped (SKIP_VM=1): cgroup scenarios NOT proven"
     exit 3
 fi
 
+# The matrix: kernel lines x CPU counts.
+cores=$(nproc)
+mapfile -t lines < <(scripts/kernels.sh list)
+if [ "$quick" = 1 ]; then
+    lines=("$(scripts/kernels.sh default)")
+    cpu_counts=(2)
+else
+    cpu_counts=(1 2)
+fi
+[ "${lines[0]}" = host ] && echo "test-all: not a Debian host: testing $(scripts/kernels.sh describe host)'s own kernel only; the matrix of Debian kernels was NOT run"
+
+echo "== kernels: ${lines[*]}"
+usable=()
+missing=()
+for line in "${lines[@]}"; do
+    if scripts/kernels.sh fetch "$line"; then usable+=("$line"); else missing+=("$line"); fi
+done
+[ "${#missing[@]}" = 0 ] || echo "test-all: kernel lines that could not be fetched, left out: ${missing[*]}"
+if [ "${#usable[@]}" = 0 ]; then
+    echo "test-all: no kernel could be had: the cgroup scenarios cannot be proven here" >&2
+    exit 2
+fi
+
+queue=()
+for cpus in "${cpu_counts[@]}"; do
+    for line in "${usable[@]}"; do queue+=("$line:$cpus"); done
+done
+echo "== VMs: ${#queue[@]} runs of the whole suite$([ "$quick" = 1 ] && echo ", without the stress test"), up to $cores virtual CPUs at a time"
+
 start=$(date +%s)
-status=0
-for cpus in 1 2; do
-    echo "== VM with $cpus CPU(s): the whole suite, ignored tests included, as root on a cgroup v2 kernel"
-    VM_SMP=$cpus scripts/vm.sh test 2>&1 | tee -a "$log" || status=${PIPESTATUS[0]}
-    [ "$status" = 0 ] || break
+declare -A cpus_of=() began_at=() seconds_of=() status_of=()
+free=$cores
+next=0
+running=0
+# The stress test's 200 runs of each memory scenario per kernel: half with one CPU, half with two.
+vm_args=(--no-build --stress-runs $((200 / ${#cpu_counts[@]})))
+[ "$quick" = 1 ] && vm_args+=(--quick)
+launch() {
+    local job=$1 line=${1%:*} cpus=${1#*:}
+    scripts/vm.sh test --kernel "$line" --cpus "$cpus" "${vm_args[@]}" > "$logs/vm-$line-cpus$cpus.log" 2>&1 &
+    cpus_of[$!]=$cpus
+    began_at[$job]=$(date +%s)
+    job_of[$!]=$job
+    free=$((free - cpus))
+    running=$((running + 1))
+}
+declare -A job_of=()
+while [ "$next" -lt "${#queue[@]}" ] || [ "$running" -gt 0 ]; do
+    if [ "$next" -lt "${#queue[@]}" ]; then
+        want=${queue[$next]#*:}
+        # A job wider than the host starts alone.
+        if [ "$want" -le "$free" ] || [ "$running" = 0 ]; then
+            launch "${queue[$next]}"
+            next=$((next + 1))
+            continue
+        fi
+    fi
+    done_pid=
+    rc=0
+    wait -n -p done_pid || rc=$?
+    job=${job_of[$done_pid]}
+    free=$((free + ${cpus_of[$done_pid]}))
+    running=$((running - 1))
+    seconds_of[$job]=$(( $(date +%s) - ${began_at[$job]} ))
+    status_of[$job]=$rc
+    read -r passed failed < <(counts "$logs/vm-${job%:*}-cpus${job#*:}.log")
+    echo "test-all: ${job%:*} with ${job#*:} CPU(s): $passed passed, $failed failed, ${seconds_of[$job]} s$([ "$rc" = 0 ] || echo ", exit $rc: see $logs/vm-${job%:*}-cpus${job#*:}.log")"
 done
 vm_seconds=$(( $(date +%s) - start ))
 
-counts=$(awk '/^test result: / { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-              END { print p + 0, f + 0 }' "$log")
-boots=$(awk -F'[= ]' '/^vm.sh: boots=/ { b += $3; r += $5 } END { print b + 0, r + 0 }' "$log")
-echo "test-all: host ${host_seconds}s, VM ${vm_seconds}s (exit ${status}); VM boots ${boots% *}, of them retried ${boots#* }"
-echo "test-all: ${counts% *} passed, ${counts#* } failed"
+echo
+printf '%-36s %4s %7s %7s %8s %6s %8s\n' kernel cpus passed failed seconds boots retried
+all_boots=0 all_retries=0
+for job in "${queue[@]}"; do
+    line=${job%:*} cpus=${job#*:}
+    log=$logs/vm-$line-cpus$cpus.log
+    read -r passed failed < <(counts "$log")
+    read -r boots retries < <(awk -F'[= ]' '/^vm.sh: boots=/ { b += $3; r += $5 } END { print b + 0, r + 0 }' "$log")
+    all_boots=$((all_boots + boots)) all_retries=$((all_retries + retries))
+    label="$(scripts/kernels.sh version "$line") ($(scripts/kernels.sh describe "$line"))"
+    printf '%-36s %4s %7s %7s %8s %6s %8s\n' "$label" "$cpus" "$passed" "$failed" "${seconds_of[$job]}" "$boots" "$retries"
+    [ "${status_of[$job]}" = 0 ] || status=1
+done
+echo
+echo "test-all: host ${host_seconds}s (${host_counts% *} passed, ${host_counts#* } failed); VMs ${vm_seconds}s; VM boots $all_boots, of them retried $all_retries; in all $(( $(date +%s) - began ))s"
+[ "${#missing[@]}" = 0 ] || echo "test-all: NOT tested, could not be fetched: ${missing[*]}"
+[ "$quick" = 0 ] || echo "test-all: quick mode: one kernel, two CPUs, no stress test"
+echo "test-all: $([ "$status" = 0 ] && echo PASSED || echo FAILED)"
 exit "$status"

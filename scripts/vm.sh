@@ -2,40 +2,53 @@
 # vm.sh: run this crate's programs on a real cgroup v2 kernel, inside a throwaway VM.
 #
 # Usage:
-#   scripts/vm.sh test [TEST ARGS...]   build the test suite statically, boot, run every test
-#                                       binary as root with --include-ignored; exit 0 iff all pass
-#   scripts/vm.sh demo                  run every scenario binary once and show its transcript
-#   scripts/vm.sh exec 'COMMAND'        run a shell command in the VM (the scenario binaries are
-#                                       on PATH), e.g. a loop of runs
+#   scripts/vm.sh test [OPTIONS] [-- TEST ARGS...]  every test binary as root, ignored tests
+#                                                   included; exit 0 iff all pass
+#   scripts/vm.sh demo [OPTIONS]                    every scenario once, with its transcript;
+#                                                   exit 0 iff every one ended as claimed
+#   scripts/vm.sh exec [OPTIONS] 'COMMAND'          a shell command in the VM, the scenario
+#                                                   binaries on PATH: `exec 'clone3_args'`
+#   scripts/vm.sh build (test|bins)                 only build the static binaries and the
+#                                                   initramfs (test-all.sh does it once)
 #
-# The VM boots the kernel of Debian's linux-image-amd64 (Ubuntu: linux-image-generic), fetched
-# with `apt-get download` and unpacked without installing, with a busybox initramfs that
-# mounts cgroup2 alone on /sys/fs/cgroup (no cgroup v1, no systemd). The kernel's controllers
-# are all available there; nothing on the host's cgroups is touched.
+# Options:
+#   --kernel LINE   which kernel line to boot: bullseye (5.10), bookworm (6.1), trixie (6.12)
+#                   or sid (the newest); `host` off Debian [default: trixie; see kernels.sh]
+#   --cpus N        virtual CPUs [default: 1]
+#   --quick         test: leave out the stress test
+#   --stress-runs N test: runs of each memory scenario in the stress test [default: its own, 200]
+#   --no-build      use the binaries built last (test: and its initramfs, as `build` made it)
+#
+# The VM boots a stock kernel (scripts/kernels.sh fetches it with apt, unpacked, never
+# installed) with a busybox initramfs that mounts cgroup2 alone on /sys/fs/cgroup (no cgroup
+# v1, no systemd): every controller is available there and nothing of the host's cgroups is
+# touched. The binaries and test executables are built statically, once, and the same
+# initramfs serves every kernel. Inside, the test executables run at the same time, each
+# with several test threads: every test is written to run beside the others.
 #
 # Environment:
-#   VM_CACHE    where the kernel and busybox are kept     [default: target/vm]
-#   VM_SMP      virtual CPUs                              [default: 1]
-#               (scripts/test-all.sh runs the suite with 1 and then with 2)
-#   VM_MEMORY   guest memory                              [default: 256M; below 96M it won't boot]
-#   VM_TIMEOUT  seconds one boot may take in all               [default: 1200]
-#   VM_UP_TIMEOUT  seconds until the VM's first sign of life    [default: 60]
-#   VM_ACCEL    tcg or kvm                                [default: kvm where the CPU shows
-#                                                          vmx/svm and /dev/kvm is usable]
+#   VM_MEMORY      guest memory                     [default: 512M; below 96M it won't boot]
+#   VM_TIMEOUT     seconds one boot may take in all [default: 900]
+#   VM_UP_TIMEOUT  seconds until the first sign of life [default: 60]
+#   VM_ACCEL       tcg or kvm                       [default: kvm where the CPU shows vmx/svm
+#                                                    and /dev/kvm is usable]
+#   VM_TEST_THREADS  test threads per test executable in the guest [default: 8]
+#   VM_APPEND      more words for the guest kernel's command line
+#   VM_CACHE       where downloads are kept (see scripts/kernels.sh)
 #
-# Exit status: 0 all passed (or the demo/command ran); 1 a test or the command failed; 2 the
-# VM cannot run here (the message says why and what to install); a boot that shows no sign of
-# life by VM_UP_TIMEOUT is retried once before it counts as a failure. The last line on
-# standard error counts the boots and the retries: `vm.sh: boots=N retried=M`.
+# Exit status: 0 all passed (or the demo/command ran); 1 a test or the command failed, or
+# the VM never finished; 2 the VM cannot run here (the message says why and what to
+# install). A boot that shows no sign of life by VM_UP_TIMEOUT is retried once before it
+# counts as a failure. The last line on standard error counts the boots and the retries:
+# `vm.sh: boots=N retried=M`.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-cache=${VM_CACHE:-$here/target/vm}
-smp=${VM_SMP:-1}
-memory=${VM_MEMORY:-256M}
-boot_timeout=${VM_TIMEOUT:-1200}
+work=$here/target/vm
+memory=${VM_MEMORY:-512M}
+boot_timeout=${VM_TIMEOUT:-900}
 up_timeout=${VM_UP_TIMEOUT:-60}
-target=x86_64-unknown-linux-gnu
+test_threads=${VM_TEST_THREADS:-8}
 # Every binary goes into the VM; the demo runs the scenarios in the order of scenarios.txt.
 mapfile -t bins < <(cd "$here/src/bin" && ls -- *.rs | sed 's/\.rs$//')
 mapfile -t demo_bins < "$here/scripts/scenarios.txt"
@@ -58,106 +71,27 @@ ensure_qemu() {
         || die "could not install qemu-system-x86 (needs root or sudo): install it and retry"
 }
 
-# The package that holds the distribution's current kernel image.
-kernel_package() {
-    local meta
-    if apt-cache show linux-image-amd64 >/dev/null 2>&1; then meta=linux-image-amd64
-    elif apt-cache show linux-image-generic >/dev/null 2>&1; then meta=linux-image-generic
-    else return 1; fi
-    apt-cache depends "$meta" 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -1
-}
+# shellcheck source=scripts/build-env.sh
+. "$here/scripts/build-env.sh"
+bin_dir=$here/$build_dir
 
-# Kernel (an ELF vmlinux where it can be extracted, so PVH boot skips decompression) and
-# busybox, cached by package version.
-ensure_guest_files() {
-    command -v apt-get >/dev/null || die "needs apt-get to fetch a kernel (Debian or Ubuntu)"
-    mkdir -p "$cache"
-    local package
-    package=$(kernel_package) || true
-    if [ -z "$package" ]; then
-        as_root apt-get update -qq >/dev/null || true
-        package=$(kernel_package) || die "no linux-image-amd64 or linux-image-generic in apt; run apt-get update"
-    fi
-    kernel_dir=$cache/$package
-    if [ ! -e "$kernel_dir/kernel" ]; then
-        say "fetching $package"
-        rm -rf "$kernel_dir" && mkdir -p "$kernel_dir/deb"
-        (cd "$kernel_dir/deb" && apt-get download "$package" >/dev/null 2>&1) \
-            || die "apt-get download $package failed"
-        dpkg-deb -x "$kernel_dir"/deb/*.deb "$kernel_dir/x"
-        local vmlinuz
-        vmlinuz=$(ls "$kernel_dir"/x/boot/vmlinuz-* | head -1)
-        extract_vmlinux "$vmlinuz" "$kernel_dir/vmlinux" \
-            && mv "$kernel_dir/vmlinux" "$kernel_dir/kernel" \
-            || cp "$vmlinuz" "$kernel_dir/kernel"
-        cp "$kernel_dir"/x/boot/config-* "$kernel_dir/config"
-        rm -rf "$kernel_dir/deb" "$kernel_dir/x"
-    fi
-    kernel=$kernel_dir/kernel
-    busybox=$cache/busybox
-    if [ ! -x "$busybox" ]; then
-        say "fetching busybox-static"
-        local tmp
-        tmp=$(mktemp -d)
-        (cd "$tmp" && apt-get download busybox-static >/dev/null 2>&1) || die "apt-get download busybox-static failed"
-        dpkg-deb -x "$tmp"/*.deb "$tmp/x"
-        cp "$tmp/x/bin/busybox" "$busybox"
-        rm -rf "$tmp"
-    fi
-}
-
-# A bzImage carries the kernel compressed after its setup code; find the payload and
-# decompress it. Fails (and the bzImage is booted instead) where the format is unknown.
-extract_vmlinux() {
-    local image=$1 out=$2 offset
-    for format in 'xz:\xfd7zXZ\x00:xz -dc' 'zstd:\x28\xb5\x2f\xfd:zstd -dcq' 'gzip:\x1f\x8b\x08:gzip -dc'; do
-        local magic=${format#*:}; magic=${magic%%:*}
-        local tool=${format##*:}
-        command -v "${tool%% *}" >/dev/null || continue
-        offset=$(LC_ALL=C grep -obUaP "$magic" "$image" | head -1 | cut -d: -f1) || true
-        [ -n "$offset" ] || continue
-        tail -c +$((offset + 1)) "$image" | $tool > "$out" 2>/dev/null || true
-        if [ "$(head -c 4 "$out" | od -An -c | tr -d ' ')" = '177ELF' ]; then return 0; fi
-    done
-    rm -f "$out"
-    return 1
-}
-
-# Static builds: the initramfs has no libc, so glibc is linked in (+crt-static). A separate
-# --target keeps these builds from invalidating the host's ordinary ones.
+# Builds the binaries and, for `test`, the test executables; lists the latter in
+# $work/test-executables.
 build_static() {
-    local what=$1
-    export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
-    (cd "$here" && cargo build --quiet --release --target "$target" --bins)
-    bin_dir=$here/target/$target/release
-    test_exes=()
-    if [ "$what" = tests ]; then
-        local json
-        json=$(cd "$here" && cargo test --quiet --release --target "$target" --no-run --message-format=json 2>/dev/null)
-        mapfile -t test_exes < <(printf '%s\n' "$json" | grep '"profile":{[^}]*"test":true' | grep -E '"kind":\["(lib|test)"\]' \
-            | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | sort -u)
-        [ "${#test_exes[@]}" -gt 0 ] || die "cargo test --no-run built no test executables"
+    local what=$1 json
+    (cd "$here" && cargo build --quiet "${build_args[@]}" --bins)
+    : > "$work/test-executables"
+    if [ "$what" = test ]; then
+        json=$(cd "$here" && cargo test --quiet "${build_args[@]}" --no-run --message-format=json 2>/dev/null)
+        printf '%s\n' "$json" | grep '"profile":{[^}]*"test":true' | grep -E '"kind":\["(lib|test)"\]' \
+            | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | sort -u > "$work/test-executables"
+        [ -s "$work/test-executables" ] || die "cargo test --no-run built no test executables"
     fi
 }
 
-# The initramfs: busybox, the binaries at the same absolute paths the tests were compiled
-# with (env!("CARGO_BIN_EXE_...")) and on PATH, and an init that runs $1 and powers off.
-make_initramfs() {
-    local script=$1 root
-    root=$(mktemp -d)
-    chmod 755 "$root"  # it becomes the guest's /, which unprivileged test runs must traverse
-    mkdir -p "$root"/{bin,proc,sys,dev,tmp,tests} "$root$bin_dir"
-    cp "$busybox" "$root/bin/busybox"
-    for b in "${bins[@]}"; do
-        cp "$bin_dir/$b" "$root$bin_dir/$b"
-        ln -s "$bin_dir/$b" "$root/bin/$b"
-    done
-    for t in "${test_exes[@]}"; do cp "$t" "$root/tests/"; done
-    # The one script a test runs in the guest, at the path the tests were built with.
-    mkdir -p "$root$here/scripts"
-    cp "$here/scripts/make-foo-cgroup.sh" "$root$here/scripts/"
-    cat > "$root/init" <<EOF
-#!/bin/busybox sh
+# The guest's side, run by /init: mount what a minimal system needs, run /task, power off.
+# Written to a file as it is (no expansion here); /task is made per mode below.
+guest_init='#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -166,15 +100,86 @@ chmod 1777 /tmp  # no tmpfs here: the build tree may itself live under /tmp
 mkdir -p /sys/fs/cgroup
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 export PATH=/bin HOME=/tmp RUST_BACKTRACE=1
-echo "@@vm-up \$(uname -r) cpus=\$(nproc) controllers=\$(cat /sys/fs/cgroup/cgroup.controllers | tr ' ' ,)"
-$script
+echo "@@vm-up $(uname -r) cpus=$(nproc) controllers=$(tr " " , < /sys/fs/cgroup/cgroup.controllers)"
+. /task
 echo "@@vm-done"
 poweroff -f
-EOF
+'
+
+# The test task, in two parts. First every test executable at once, each with several test
+# threads, all but the stress test and the delayed pair's claims. Then, on an otherwise idle
+# machine, those two: the delayed pair bets that a child is parked by half its delay, which a
+# busy machine can make it lose (the scenario then says so), and the stress test runs many
+# scenarios at once itself. Each executable's output is kept apart and shown whole.
+guest_test_task='started=$(cut -d" " -f1 /proc/uptime)
+args="--include-ignored --test-threads=$TEST_THREADS --show-output $(echo "${TEST_ARGS:-}" | tr , " ")"
+runs=0
+show() {
+    wait "$2"; rc=$?
+    echo "@@test-begin $1"
+    cat "/tmp/out.$1"
+    echo "@@test-end $1 rc=$rc"
+    runs=$((runs + 1))
+}
+for t in /tests/*; do
+    name=${t##*/}
+    case $name in stress-*) continue ;; esac
+    # shellcheck disable=SC2086
+    (cd /tmp && exec "$t" $args --skip delayed_) > "/tmp/out.$name" 2>&1 &
+    echo "$!" > "/tmp/pid.$name"
+done
+for t in /tests/*; do
+    name=${t##*/}
+    [ -e "/tmp/pid.$name" ] && show "$name" "$(cat "/tmp/pid.$name")"
+done
+for t in /tests/*; do
+    name=${t##*/}
+    case $name in
+        stress-*) [ "$QUICK" = 1 ] && { echo "@@test-skipped $name (quick mode)"; continue; } ;;
+        *) "$t" --list --ignored 2>/dev/null | grep -q "^delayed_" || continue
+           set -- delayed_; name=$name:delayed ;;
+    esac
+    # shellcheck disable=SC2086
+    (cd /tmp && exec "$t" $args "$@") > "/tmp/out.$name" 2>&1 &
+    show "$name" "$!"
+    set --
+done
+echo "@@test-runs $runs"
+echo "@@test-seconds $(awk -v s="$started" "{ printf \"%d\", \$1 - s }" /proc/uptime)"
+'
+
+# The initramfs: busybox, the binaries at the same absolute paths they were built at (the
+# tests find them with env!("CARGO_BIN_EXE_...")) and on PATH, the test executables, and
+# /task, the shell code that /init runs.
+make_initramfs() {
+    local mode=$1 task=$2 root busybox out=$work/initramfs-$1.cpio.gz
+    busybox=$("$here/scripts/kernels.sh" busybox)
+    root=$(mktemp -d)
+    chmod 755 "$root"  # it becomes the guest's /, which unprivileged test runs must traverse
+    mkdir -p "$root"/{bin,proc,sys,dev,tmp,tests} "$root$bin_dir"
+    cp "$busybox" "$root/bin/busybox"
+    for b in "${bins[@]}"; do
+        cp "$bin_dir/$b" "$root$bin_dir/$b"
+        ln -s "$bin_dir/$b" "$root/bin/$b"
+    done
+    while read -r t; do [ -n "$t" ] && cp "$t" "$root/tests/"; done < "$work/test-executables"
+    # The one script a test runs in the guest, at the path the tests were built with.
+    mkdir -p "$root$here/scripts"
+    cp "$here/scripts/make-foo-cgroup.sh" "$root$here/scripts/"
+    printf '%s' "$guest_init" > "$root/init"
     chmod +x "$root/init"
-    initramfs=$cache/initramfs.cpio.gz
-    (cd "$root" && find . | "$busybox" cpio -o -H newc 2>/dev/null | gzip -1 > "$initramfs")
+    printf '%s\n' "$task" > "$root/task"
+    (cd "$root" && find . | "$root/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1 > "$out.new")
+    mv "$out.new" "$out"
     rm -rf "$root"
+}
+
+accel() {
+    local accel=${VM_ACCEL:-}
+    if [ -z "$accel" ]; then
+        if [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; else accel=tcg; fi
+    fi
+    echo "$accel"
 }
 
 # The host's TSC frequency in kHz, for the guest's tsc_early_khz=. Under TCG the guest's TSC
@@ -194,37 +199,37 @@ host_tsc_khz() {
     [ -n "$mhz" ] && awk -v mhz="$mhz" 'BEGIN { if (mhz > 0) printf "%d\n", mhz * 1000 + 0.5 }'
 }
 
-accel_args() {
-    local accel=${VM_ACCEL:-}
-    if [ -z "$accel" ]; then
-        if [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; else accel=tcg; fi
-    fi
-    case $accel in
-        kvm) echo "-accel kvm -cpu host" ;;
-        *) echo "-accel tcg -cpu max" ;;
-    esac
-}
-
-# Boots once; the serial console goes to $log and to stdout. Returns 0 if the init reached
-# its end (@@vm-done), 1 otherwise. A boot that shows no sign of life (@@vm-up) within
-# VM_UP_TIMEOUT seconds has hung: it is killed at once rather than at VM_TIMEOUT. Under TCG
-# about one boot in three hung that way until the guest was told the TSC frequency
-# (host_tsc_khz); the watchdog stays as the last resort.
+# Boots once; the serial console goes to $log and to stdout. Returns
+# 0 if the init reached its end (@@vm-done), 1 otherwise. A boot that shows no sign of life
+# (@@vm-up) within VM_UP_TIMEOUT seconds has hung: it is killed at once rather than at
+# VM_TIMEOUT. Under TCG about one boot in three hung that way until the guest was told the
+# TSC frequency (host_tsc_khz); the watchdog stays as the last resort.
 boot() {
-    local log=$1 loglevel=$2 pidfile=$cache/qemu.pid
+    local log=$1 loglevel=$2 initramfs=$3 append pidfile accel_args
+    pidfile=$(mktemp)
     boots=$((boots + 1))
     : > "$log"
-    rm -f "$pidfile"
-    # shellcheck disable=SC2046
-    timeout --foreground -k 5 "$boot_timeout" qemu-system-x86_64 $(accel_args) -M microvm -smp "$smp" -m "$memory" \
-        -nodefaults -no-user-config -nographic -serial stdio -no-reboot -pidfile "$pidfile" \
-        -kernel "$kernel" -initrd "$initramfs" \
-        -append "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=$loglevel${tsc_khz:+ tsc_early_khz=$tsc_khz}" \
-        < /dev/null 2>&1 | tr -d '\r' | grep --line-buffered -v '^\[ *[0-9.]*\] PCI: Fatal' | tee "$log" &
+    append="console=ttyS0 rdinit=/init panic=-1 quiet loglevel=$loglevel"
+    [ -n "$tsc_khz" ] && append="$append tsc_early_khz=$tsc_khz"
+    # Words without a dot that the kernel does not know go to /init as its environment.
+    append="$append QUICK=$quick TEST_THREADS=$test_threads"
+    [ -n "$test_args" ] && append="$append TEST_ARGS=$test_args"
+    [ -n "$stress_runs" ] && append="$append STRESS_RUNS=$stress_runs"
+    [ -n "${VM_APPEND:-}" ] && append="$append $VM_APPEND"
+    [ -n "${STRESS_SCENARIOS:-}" ] && append="$append STRESS_SCENARIOS=$STRESS_SCENARIOS"
+    case $(accel) in
+        kvm) accel_args=(-accel kvm -cpu host) ;;
+        *) accel_args=(-accel tcg -cpu max) ;;
+    esac
+    timeout --foreground -k 5 "$boot_timeout" qemu-system-x86_64 "${accel_args[@]}" -M microvm \
+        -smp "$cpus" -m "$memory" -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
+        -pidfile "$pidfile" -kernel "$kernel" -initrd "$initramfs" -append "$append" \
+        < /dev/null 2>&1 | sed -u -e 's/\r$//' -e '/^\[ *[0-9.]*\] PCI: Fatal/d' | tee "$log" &
+    # sed -u passes every line on at once: the watchdog below reads the log for a sign of life.
     local console=$! waited=0
     while kill -0 "$console" 2>/dev/null; do
         if [ "$waited" -ge "$up_timeout" ] && ! grep -q '^@@vm-up' "$log"; then
-            say "no sign of life from the VM after ${up_timeout}s; stopping it"
+            say "$line: no sign of life from the VM after ${up_timeout}s; stopping it"
             kill "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null || true
             break
         fi
@@ -232,70 +237,122 @@ boot() {
         waited=$((waited + 1))
     done
     wait "$console" || true
+    rm -f "$pidfile"
     grep -q '^@@vm-done' "$log"
 }
 
 boot_with_retry() {
-    local log=$1 loglevel=$2
-    if boot "$log" "$loglevel"; then return 0; fi
-    if grep -q '^@@vm-up' "$log"; then
-        say "the VM started but did not finish within ${boot_timeout}s"
+    if boot "$@"; then return 0; fi
+    # qemu boots an ELF kernel only through PVH; a kernel built without it boots as a bzImage.
+    if grep -q 'PVH ELF Note' "$1" && [ -e "${kernel%/*}/bzimage" ]; then
+        say "$line: this kernel has no PVH entry point; booting its bzImage"
+        kernel=${kernel%/*}/bzimage
+        if boot "$@"; then return 0; fi
+    fi
+    if grep -q '^@@vm-up' "$1"; then
+        say "$line: the VM started but did not finish (log: $1)"
         return 1
     fi
-    say "the VM printed no result; retrying once"
+    say "$line: the VM printed no result; retrying once"
     retries=$((retries + 1))
-    boot "$log" "$loglevel"
+    boot "$@"
 }
 
 # Boots and retries of this invocation, reported on exit (scripts/test-all.sh adds them up).
 boots=0 retries=0
 report_boots() { [ "$boots" = 0 ] || echo "vm.sh: boots=$boots retried=$retries" >&2; }
 
+usage() {
+    die "usage: scripts/vm.sh test|demo|exec|build [--kernel LINE] [--cpus N] [--quick] [--no-build] ...  (see --help)"
+}
+
 main() {
-    local mode=${1:-}
+    local mode=${1:-} build=1
     shift || true
+    line=${VM_KERNEL:-}
+    cpus=1
+    quick=0
+    test_args=
+    stress_runs=
     case $mode in
-        test|demo|exec) ;;
+        test|demo|exec|build) ;;
         -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "usage: scripts/vm.sh test [TEST ARGS...] | demo | exec 'COMMAND'  (see --help)" ;;
+        *) usage ;;
     esac
+    local rest=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --kernel) [ $# -ge 2 ] || usage; line=$2; shift 2 ;;
+            --kernel=*) line=${1#*=}; shift ;;
+            --cpus) [ $# -ge 2 ] || usage; cpus=$2; shift 2 ;;
+            --cpus=*) cpus=${1#*=}; shift ;;
+            --quick) quick=1; shift ;;
+            --stress-runs) [ $# -ge 2 ] || usage; stress_runs=$2; shift 2 ;;
+            --stress-runs=*) stress_runs=${1#*=}; shift ;;
+            --no-build) build=0; shift ;;
+            --) shift; rest+=("$@"); break ;;
+            *) rest+=("$1"); shift ;;
+        esac
+    done
+    case $cpus in ''|*[!0-9]*|0) die "--cpus takes a whole number from 1" ;; esac
+    case $stress_runs in *[!0-9]*) die "--stress-runs takes a whole number" ;; esac
     command -v cargo >/dev/null || die "cargo is missing"
+    mkdir -p "$work"
+
+    if [ "$mode" = build ]; then
+        local what=${rest[0]:-test}
+        case $what in test|bins) ;; *) usage ;; esac
+        build_static "$what"
+        make_initramfs "$what" "$([ "$what" = test ] && echo "$guest_test_task")"
+        exit 0
+    fi
+
     ensure_qemu
-    ensure_guest_files
+    [ -n "$line" ] || line=$("$here/scripts/kernels.sh" default)
+    kernel=$("$here/scripts/kernels.sh" path "$line") || exit 2
     tsc_khz=
-    if [ "$(accel_args | cut -d' ' -f2)" = tcg ]; then
+    if [ "$(accel)" = tcg ]; then
         tsc_khz=$(host_tsc_khz) || true
         [ -n "$tsc_khz" ] || say "the host's TSC frequency is unknown: the guest calibrates its own (a boot may hang; the watchdog retries it)"
     fi
     trap report_boots EXIT
-    local script log
-    log=$cache/$mode-smp$smp.log
+    local log=$work/$mode-$line-cpus$cpus.log task initramfs
     case $mode in
         test)
-            build_static tests
-            local args="--include-ignored --test-threads=1 --show-output $*"
-            script="for t in /tests/*; do echo \"@@test-begin \${t##*/}\"; (cd /tmp && \$t $args); echo \"@@test-end \${t##*/} rc=\$?\"; done"
-            make_initramfs "$script"
-            say "booting $(basename "$kernel_dir") with ${#test_exes[@]} test binaries (smp=$smp, $(accel_args | cut -d' ' -f2))"
-            boot_with_retry "$log" 1 || { say "no complete run; log: $log"; exit 1; }
+            if [ "$build" = 1 ]; then
+                build_static test
+                make_initramfs test "$guest_test_task"
+            fi
+            initramfs=$work/initramfs-test.cpio.gz
+            [ -e "$initramfs" ] || die "no initramfs: run scripts/vm.sh build test first"
+            say "$line: booting $("$here/scripts/kernels.sh" version "$line") with $(wc -l < "$work/test-executables") test executables (cpus=$cpus, $(accel))"
+            test_args=$(IFS=,; echo "${rest[*]}")
+            case $test_args in *' '*) die "test arguments cannot contain spaces" ;; esac
+            boot_with_retry "$log" 1 "$initramfs" || { say "$line: no complete run; log: $log"; exit 1; }
             if grep -q '^@@test-end .* rc=[1-9]' "$log"; then
-                say "FAILED: $(grep '^@@test-end .* rc=[1-9]' "$log" | cut -d' ' -f2 | tr '\n' ' ')"
+                say "$line: FAILED: $(grep '^@@test-end .* rc=[1-9]' "$log" | cut -d' ' -f2 | tr '\n' ' ')"
                 exit 1
             fi
-            [ "$(grep -c '^@@test-end .* rc=0' "$log")" = "${#test_exes[@]}" ] || { say "not every test binary ran"; exit 1; }
+            local runs
+            runs=$(sed -n 's/^@@test-runs //p' "$log")
+            [ -n "$runs" ] && [ "$(grep -c '^@@test-end .* rc=0' "$log")" = "$runs" ] \
+                && [ "$runs" -ge "$(wc -l < "$work/test-executables")" ] \
+                || { say "$line: not every test executable ran"; exit 1; }
             ;;
         demo)
-            build_static bins
-            script='for b in '"${demo_bins[*]}"'; do echo; echo "\$ sudo $b"; $b; echo "(exit status $?)"; done'
-            make_initramfs "$script"
+            [ "$build" = 0 ] || build_static bins
+            task='for b in '"${demo_bins[*]}"'; do echo; echo "$ sudo $b"; $b; echo "(exit status $?)"; done'
+            make_initramfs demo "$task"
             # loglevel 4 lets the kernel's own "Memory cgroup out of memory: Killed process" through.
-            boot_with_retry "$log" 4 || exit 1
+            boot_with_retry "$log" 4 "$work/initramfs-demo.cpio.gz" || exit 1
+            ! grep -q '^(exit status [1-9]' "$log" || exit 1
             ;;
         exec)
-            [ $# -ge 1 ] || die "exec needs a command"
-            build_static bins
-            make_initramfs "$*; echo \"@@exec-status \$?\""
-            boot_with_retry "$log" 3 || exit 1
+            [ "${#rest[@]}" -ge 1 ] || die "exec needs a command"
+            [ "$build" = 0 ] || build_static bins
+            make_initramfs exec "${rest[*]}"'
+echo "@@exec-status $?"'
+            boot_with_retry "$log" 3 "$work/initramfs-exec.cpio.gz" || exit 1
             grep -q '^@@exec-status 0$' "$log" || exit 1
             ;;
     esac
