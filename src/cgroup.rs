@@ -1,5 +1,5 @@
-//! One cgroup v2 directory: find the mount, create, enable controllers, write limits, move a
-//! process in, read the kernel's counters, remove.
+//! One cgroup v2 directory: refuse where it cannot work, create, enable a controller, write a
+//! limit, move a process in, read the kernel's counters, remove.
 //!
 //! Every write goes through [`write_file`], which never creates a file (a cgroup's files
 //! exist or the kernel does not offer them) and whose error names the path, the data and the
@@ -118,10 +118,7 @@ fn unescape_mountinfo(field: &str) -> String {
     while i < bytes.len() {
         let octal = bytes.get(i + 1..i + 4);
         if bytes[i] == b'\\' && octal.is_some_and(|o| o.iter().all(|b| (b'0'..=b'7').contains(b))) {
-            let value = octal
-                .unwrap()
-                .iter()
-                .fold(0u8, |v, b| v.wrapping_mul(8) + (b - b'0'));
+            let value = octal.unwrap().iter().fold(0u8, |v, b| v.wrapping_mul(8) + (b - b'0'));
             out.push(value);
             i += 4;
         } else {
@@ -133,9 +130,7 @@ fn unescape_mountinfo(field: &str) -> String {
 }
 
 fn is_cgroup2(path: &Path) -> bool {
-    statfs(path)
-        .map(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC)
-        .unwrap_or(false)
+    statfs(path).map(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC).unwrap_or(false)
 }
 
 fn has_word(list: &str, word: &str) -> bool {
@@ -154,10 +149,7 @@ pub fn write_file(path: &Path, data: &str) -> Result<(), Error> {
     let mut file = OpenOptions::new().write(true).open(path).map_err(fail)?;
     let n = file.write(data.as_bytes()).map_err(fail)?;
     if n != data.len() {
-        return Err(fail(io::Error::new(
-            io::ErrorKind::WriteZero,
-            "short write",
-        )));
+        return Err(fail(io::Error::new(io::ErrorKind::WriteZero, "short write")));
     }
     Ok(())
 }
@@ -190,6 +182,15 @@ pub struct MemoryEvents {
 }
 
 impl MemoryEvents {
+    /// What was counted since `before`: a reused cgroup's counters keep counting across runs.
+    pub fn since(self, before: MemoryEvents) -> MemoryEvents {
+        MemoryEvents {
+            max: self.max.saturating_sub(before.max),
+            oom: self.oom.saturating_sub(before.oom),
+            oom_kill: self.oom_kill.saturating_sub(before.oom_kill),
+        }
+    }
+
     /// Reads the three counters out of the text of `memory.events`.
     pub fn parse(text: &str) -> MemoryEvents {
         let mut events = MemoryEvents::default();
@@ -207,11 +208,30 @@ impl MemoryEvents {
 
 impl std::fmt::Display for MemoryEvents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "max {} oom {} oom_kill {}",
-            self.max, self.oom, self.oom_kill
-        )
+        write!(f, "max {} oom {} oom_kill {}", self.max, self.oom, self.oom_kill)
+    }
+}
+
+/// What the parent of a memory scenario saw once its child had ended: the kernel's evidence.
+#[derive(Clone, Debug)]
+pub struct MemoryEvidence {
+    /// How the child ended.
+    pub ended: crate::process::Ended,
+    /// What `memory.events` counted during this run.
+    pub events: MemoryEvents,
+    /// `memory.peak`, where the kernel has it.
+    pub peak: Option<u64>,
+    /// [`Cgroup::still_charged`] after the end.
+    pub still_charged: String,
+}
+
+impl MemoryEvidence {
+    /// `4096 bytes`, or where the kernel has no `memory.peak`, that it has none.
+    pub fn peak_text(&self) -> String {
+        match self.peak {
+            Some(peak) => format!("{peak} bytes"),
+            None => "not offered by this kernel (before 5.19)".to_string(),
+        }
     }
 }
 
@@ -265,25 +285,20 @@ impl Cgroup {
         self.owned
     }
 
-    /// The path of one of the cgroup's files.
-    pub fn file(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
     /// Writes `value` to the cgroup's file `name`.
     pub fn write(&self, name: &str, value: &str) -> Result<(), Error> {
-        write_file(&self.file(name), value)
+        write_file(&self.path.join(name), value)
     }
 
     /// Reads the cgroup's file `name`.
     pub fn read(&self, name: &str) -> Result<String, Error> {
-        read_file(&self.file(name))
+        read_file(&self.path.join(name))
     }
 
     /// Whether the cgroup has a file `name` (interface files appear only for enabled
     /// controllers, and some only on newer kernels or with swap accounting).
     pub fn has_file(&self, name: &str) -> bool {
-        self.file(name).exists()
+        self.path.join(name).exists()
     }
 
     /// Moves a process into this cgroup by writing its pid to `cgroup.procs`.
@@ -309,6 +324,62 @@ impl Cgroup {
         Ok(MemoryEvents::parse(&self.read("memory.events")?))
     }
 
+    /// Sets `memory.max` to `limit` bytes and, where swap is accounted, `memory.swap.max` to 0:
+    /// with swap the kernel would push the child's pages out instead of killing it. Returns
+    /// whether it wrote `memory.swap.max`.
+    pub fn limit_memory(&self, limit: u64) -> Result<bool, Error> {
+        self.write("memory.max", &limit.to_string())?;
+        let swap = self.has_file("memory.swap.max");
+        if swap {
+            self.write("memory.swap.max", "0")?;
+        }
+        Ok(swap)
+    }
+
+    /// What is still charged to the cgroup, as `memory.current` and the non-zero counters
+    /// of `memory.stat`. Read after a child's end it shows what outlived the child (kernel
+    /// objects, buffers): its own pages are freed by then.
+    pub fn still_charged(&self) -> Result<String, Error> {
+        let stat: Vec<String> = parse_flat_keyed(&self.read("memory.stat")?)
+            .into_iter()
+            .filter(|(_, value)| *value != 0)
+            .map(|(key, value)| format!("{key} {value}"))
+            .collect();
+        Ok(format!(
+            "memory.current {}; memory.stat: {}",
+            self.read("memory.current")?.trim(),
+            stat.join(", ")
+        ))
+    }
+
+    /// The cgroup's directory opened with `O_PATH | O_DIRECTORY | O_CLOEXEC`, as `clone3`'s
+    /// `CLONE_INTO_CGROUP` takes it: a handle on the directory, not an open file, which a
+    /// child never inherits through `exec`.
+    pub fn open_path(&self) -> Result<std::os::fd::OwnedFd, Error> {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(&self.path)
+            .map(std::os::fd::OwnedFd::from)
+            .map_err(|e| Error::io(&format!("failed to open {}", self.path.display()), e))
+    }
+
+    /// Reads the kernel's evidence of a run whose child has `ended`: `memory.events` since
+    /// `before` (a reused cgroup counts on across runs), `memory.peak`, what is still charged.
+    pub fn memory_evidence(
+        &self,
+        ended: crate::process::Ended,
+        before: MemoryEvents,
+    ) -> Result<MemoryEvidence, Error> {
+        Ok(MemoryEvidence {
+            ended,
+            events: self.memory_events()?.since(before),
+            peak: self.memory_peak()?,
+            still_charged: self.still_charged()?,
+        })
+    }
+
     /// `memory.peak` in bytes, or `None` on kernels before 5.19 that lack the file.
     pub fn memory_peak(&self) -> Result<Option<u64>, Error> {
         if !self.has_file("memory.peak") {
@@ -318,7 +389,7 @@ impl Cgroup {
         text.trim().parse().map(Some).map_err(|_| {
             Error::Failed(format!(
                 "{} holds {:?}, not a number",
-                self.file("memory.peak").display(),
+                self.path.join("memory.peak").display(),
                 text.trim()
             ))
         })
@@ -335,6 +406,10 @@ impl Cgroup {
         result
     }
 
+    /// `rmdir`, as the kernel's cgroup selftests do it (`cg_destroy`): a cgroup that still
+    /// holds processes gets `cgroup.kill` (where the kernel has it, from 5.14; otherwise
+    /// SIGKILL to each process it lists) and the `rmdir` is retried. A just-reaped child can
+    /// keep the cgroup busy for a moment too; the retries end after a second.
     fn remove_dir(&self) -> Result<(), Error> {
         if !self.owned {
             return Ok(());
@@ -346,6 +421,7 @@ impl Cgroup {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                     last = Some(e);
+                    self.kill_all();
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(e) => {
@@ -358,6 +434,18 @@ impl Cgroup {
             &format!("failed to remove cgroup {}", self.path.display()),
             last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EBUSY)),
         ))
+    }
+
+    /// SIGKILL to every process in the cgroup: `cgroup.kill` where the kernel offers it,
+    /// otherwise one `kill` per pid that `cgroup.procs` lists. Only ever used on a cgroup
+    /// this program created, on the way to removing it.
+    fn kill_all(&self) {
+        if self.has_file("cgroup.kill") && self.write("cgroup.kill", "1").is_ok() {
+            return;
+        }
+        for pid in self.processes().unwrap_or_default() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
     }
 }
 
@@ -384,10 +472,7 @@ pub fn enable_controller(parent: &Path, controller: &str) -> Result<bool, Error>
     let offered = read_file(&parent.join("cgroup.controllers"))?;
     if !has_word(&offered, controller) {
         // Controllers flow down: a cgroup offers only what its own parent enabled for it.
-        let above = parent
-            .parent()
-            .unwrap_or(parent)
-            .join("cgroup.subtree_control");
+        let above = parent.parent().unwrap_or(parent).join("cgroup.subtree_control");
         return Err(Error::cannot_run(format!(
             "the {controller} controller is not available in {} (its cgroup.controllers lists \
              \"{}\"); fix: echo +{controller} > {}",
@@ -457,16 +542,85 @@ pub fn remove_stale(parent: &Path) -> Vec<Stale> {
     found
 }
 
-/// The cgroup of process `pid` in the v2 hierarchy, from `/proc/PID/cgroup` (`0::/path`).
-pub fn cgroup_of(pid: Pid) -> Result<String, Error> {
-    let file = format!("/proc/{pid}/cgroup");
-    let text =
-        fs::read_to_string(&file).map_err(|e| Error::io(&format!("failed to read {file}"), e))?;
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .unwrap_or("?")
-        .to_string())
+/// Checks that this machine can run a scenario that needs `controller`, refusing before any
+/// write, and returns its cgroup with notes on what was done (for the story to print as its
+/// step 1): `existing` if given (checked to be an empty cgroup v2 directory; kept at the end),
+/// otherwise a new one under `parent` (default: the cgroup2 mount's root), after removing what
+/// killed runs left there and enabling the controller there if needed.
+pub fn prepare(
+    controller: &str,
+    parent: Option<&Path>,
+    existing: Option<&Path>,
+) -> Result<(Cgroup, Vec<String>), Error> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::cannot_run(
+            "needs root to create cgroups and move processes: run it with sudo",
+        ));
+    }
+    let mount = Cgroup2Mount::find()?;
+    mount.require_controller(controller)?;
+    let mut notes = Vec::new();
+    let cgroup = match existing {
+        Some(dir) => {
+            let cgroup = Cgroup::existing(mount.resolve_dir(dir)?);
+            let others = cgroup.processes()?;
+            if !others.is_empty() {
+                let first: Vec<String> = others.iter().take(5).map(|p| p.to_string()).collect();
+                return Err(Error::cannot_run(format!(
+                    "{} already holds {} processes ({}{}): its limits would hit them too; \
+                     use an empty cgroup",
+                    cgroup.path().display(),
+                    others.len(),
+                    first.join(" "),
+                    if others.len() > 5 { " ..." } else { "" }
+                )));
+            }
+            notes.push(format!(
+                "using the existing cgroup {} (it will be kept)",
+                cgroup.path().display()
+            ));
+            cgroup
+        }
+        None => {
+            let parent = mount.resolve_dir(parent.unwrap_or(&mount.path))?;
+            // A run killed with SIGKILL cannot clean up after itself; the next run does.
+            for stale in remove_stale(&parent) {
+                notes.push(match stale {
+                    Stale::Removed(path) => format!(
+                        "removed {}, left behind by a run that no longer exists",
+                        path.display()
+                    ),
+                    Stale::Kept(path, why) => format!(
+                        "{} was left behind by a run that no longer exists; kept: {why}",
+                        path.display()
+                    ),
+                });
+            }
+            if enable_controller(&parent, controller)? {
+                notes.push(format!(
+                    "enabled the {controller} controller: wrote \"+{controller}\" to {}",
+                    parent.join("cgroup.subtree_control").display()
+                ));
+            }
+            let cgroup = Cgroup::create_unique(&parent)?;
+            notes.push(format!("created cgroup {}", cgroup.path().display()));
+            cgroup
+        }
+    };
+    let file = format!("{controller}.max");
+    if !cgroup.has_file(&file) {
+        return Err(Error::cannot_run(format!(
+            "{} has no {file}: enable the controller for it with `echo +{controller} > {}`",
+            cgroup.path().display(),
+            cgroup
+                .path()
+                .parent()
+                .unwrap_or(cgroup.path())
+                .join("cgroup.subtree_control")
+                .display()
+        )));
+    }
+    Ok((cgroup, notes))
 }
 
 /// Whether a directory name is one this program creates, and the pid it was made by.
@@ -488,34 +642,18 @@ mod tests {
 26 25 0:24 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw,nsdelegate
 30 25 0:28 / /sys/fs/cgroup/memory rw shared:14 - cgroup cgroup rw,memory
 ";
-        assert_eq!(
-            cgroup2_mount_points(hybrid),
-            vec![PathBuf::from("/sys/fs/cgroup/unified")]
-        );
+        assert_eq!(cgroup2_mount_points(hybrid), vec![PathBuf::from("/sys/fs/cgroup/unified")]);
         let v1_only = "30 25 0:28 / /sys/fs/cgroup/memory rw shared:14 - cgroup cgroup rw,memory\n";
         assert!(cgroup2_mount_points(v1_only).is_empty());
         let escaped = "26 25 0:24 / /mnt/my\\040cgroup rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            cgroup2_mount_points(escaped),
-            vec![PathBuf::from("/mnt/my cgroup")]
-        );
+        assert_eq!(cgroup2_mount_points(escaped), vec![PathBuf::from("/mnt/my cgroup")]);
     }
 
     #[test]
     fn parses_memory_events() {
         let text = "low 0\nhigh 0\nmax 35\noom 1\noom_kill 1\noom_group_kill 0\n";
-        assert_eq!(
-            MemoryEvents::parse(text),
-            MemoryEvents {
-                max: 35,
-                oom: 1,
-                oom_kill: 1
-            }
-        );
-        assert_eq!(
-            MemoryEvents::parse(text).to_string(),
-            "max 35 oom 1 oom_kill 1"
-        );
+        assert_eq!(MemoryEvents::parse(text), MemoryEvents { max: 35, oom: 1, oom_kill: 1 });
+        assert_eq!(MemoryEvents::parse(text).to_string(), "max 35 oom 1 oom_kill 1");
         assert_eq!(MemoryEvents::parse(""), MemoryEvents::default());
     }
 
@@ -535,15 +673,9 @@ mod tests {
         fs::create_dir(&taken).unwrap();
         fs::write(taken.join("marker"), "someone else's").unwrap();
         let fresh = Cgroup::create_unique(&dir).unwrap();
-        assert_eq!(
-            fresh.path(),
-            dir.join(format!("{NAME_PREFIX}{}-1", std::process::id()))
-        );
+        assert_eq!(fresh.path(), dir.join(format!("{NAME_PREFIX}{}-1", std::process::id())));
         fresh.remove().unwrap();
-        assert!(
-            taken.join("marker").exists(),
-            "the existing directory was touched"
-        );
+        assert!(taken.join("marker").exists(), "the existing directory was touched");
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -574,10 +706,7 @@ mod tests {
 
     #[test]
     fn recognises_own_cgroup_names() {
-        assert_eq!(
-            own_name_pid(OsStr::new("clone-cgroup-812-0")),
-            Some(Pid::from_raw(812))
-        );
+        assert_eq!(own_name_pid(OsStr::new("clone-cgroup-812-0")), Some(Pid::from_raw(812)));
         assert_eq!(own_name_pid(OsStr::new("clone-cgroup-812")), None);
         assert_eq!(own_name_pid(OsStr::new("foo")), None);
     }
@@ -589,10 +718,7 @@ mod tests {
         let missing = dir.join("memory.max");
         let err = write_file(&missing, "4096").unwrap_err().to_string();
         assert!(!missing.exists());
-        assert!(
-            err.contains("\"4096\"") && err.contains("memory.max"),
-            "{err}"
-        );
+        assert!(err.contains("\"4096\"") && err.contains("memory.max"), "{err}");
         fs::write(&missing, "").unwrap();
         write_file(&missing, "4096").unwrap();
         assert_eq!(fs::read_to_string(&missing).unwrap(), "4096");
@@ -607,16 +733,10 @@ mod tests {
         fs::write(dir.join("cgroup.controllers"), "cpu io\n").unwrap();
         let err = enable_controller(&dir, "memory").unwrap_err();
         assert!(matches!(err, Error::CannotRun(_)), "{err}");
-        assert_eq!(
-            fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap(),
-            ""
-        );
+        assert_eq!(fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap(), "");
         fs::write(dir.join("cgroup.controllers"), "cpu memory\n").unwrap();
         assert!(enable_controller(&dir, "memory").unwrap());
-        assert_eq!(
-            fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap(),
-            "+memory"
-        );
+        assert_eq!(fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap(), "+memory");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,13 +1,15 @@
-//! `clone3(2)`: the extensible successor of `clone`, for what `clone` cannot do: start the
-//! child inside a cgroup (`CLONE_INTO_CGROUP`), hand back a pidfd (`CLONE_PIDFD`), choose the
-//! child's pid in each PID namespace (`set_tid`).
+//! `clone3(2)`, the extensible successor of `clone`: every field of `struct clone_args`, every
+//! `CLONE_*` flag, and what only `clone3` can do: start the child inside a cgroup
+//! (`CLONE_INTO_CGROUP`), hand back a pidfd (`CLONE_PIDFD`), choose its pid (`set_tid`).
 //!
-//! nix has no `clone3`, so the raw system call is wrapped here once: [`CloneArgs`] builds the
-//! kernel's `struct clone_args`, [`clone3_child`] runs a closure in a fork-like child, and
-//! [`clone3_child_on_stack`] starts the child on a stack of its own (x86-64). A kernel
-//! without `clone3` (before 5.3, `ENOSYS`) or without a field this crate sets (`E2BIG`,
-//! `EINVAL` for `CLONE_INTO_CGROUP` before 5.7) gives an [`Error::CannotRun`] that says so.
+//! nix has no `clone3`, so the system call is wrapped here once: [`CloneArgs`] builds the
+//! kernel's `struct clone_args` (libc's `clone_args`), [`clone3_child`] runs a closure in a
+//! fork-like child, and [`clone3_child_on_stack`] starts the child on a stack of its own
+//! (x86-64). A failed call keeps its errno: `Error::Sys { context: "clone3", errno }`;
+//! [`not_offered`] tells which errnos mean "this kernel predates the feature".
 
+use std::fmt;
+use std::ops::BitOr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -15,373 +17,388 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 
 use crate::memory::StackArea;
-use crate::process::{Ended, Outcome, WaitFailure};
+use crate::process::{
+    end_child_with, reap_pidfd, require_single_thread, stopped, Child, Ended, RseqPause,
+};
 use crate::sync::INTERRUPTIONS;
 use crate::Error;
 
-/// `CLONE_PIDFD` (Linux 5.2): store a pidfd for the child in `clone_args.pidfd`.
-pub const CLONE_PIDFD: u64 = 0x1000;
-/// `CLONE_NEWPID`: the child starts a new PID namespace.
-pub const CLONE_NEWPID: u64 = 0x2000_0000;
-/// `CLONE_INTO_CGROUP` (Linux 5.7): start the child in the cgroup whose directory fd is in
-/// `clone_args.cgroup`. It does not fit in a C `int`, which is why libc 0.2 deprecates its
-/// constant; it is written out here.
-pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// A set of `CLONE_*` flags, as `clone_args.flags` takes them (64 bits: the newest do not fit
+/// in the `int` of `clone(2)`, which is why libc deprecates its `CLONE_INTO_CGROUP`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flags(pub u64);
 
-/// The kernel's `struct clone_args` as of Linux 5.7 (`CLONE_ARGS_SIZE_VER2`, 88 bytes). Every
-/// field is a 64-bit value; pointers travel as integers.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-struct RawCloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
+macro_rules! clone_flags {
+    ($($(#[$doc:meta])* $name:ident = $value:expr;)*) => {
+        impl Flags {
+            $($(#[$doc])* pub const $name: Flags = Flags($value);)*
+            /// Every flag with its C name, in the order of `<linux/sched.h>`.
+            pub const ALL: &'static [(Flags, &'static str)] =
+                &[$((Flags::$name, concat!("CLONE_", stringify!($name))),)*];
+        }
+    };
 }
 
-/// What a `clone3` child gets: a builder over `struct clone_args`.
+clone_flags! {
+    /// `CLONE_NEWTIME`: a new time namespace (5.6; not in `clone`, where the bit is a signal).
+    NEWTIME = 0x80;
+    /// `CLONE_VM`: share the address space.
+    VM = 0x100;
+    /// `CLONE_FS`: share the root, the working directory and the umask.
+    FS = 0x200;
+    /// `CLONE_FILES`: share the file descriptor table.
+    FILES = 0x400;
+    /// `CLONE_SIGHAND`: share the table of signal handlers (needs `VM`).
+    SIGHAND = 0x800;
+    /// `CLONE_PIDFD`: return a pidfd for the child in `clone_args.pidfd` (5.2).
+    PIDFD = 0x1000;
+    /// `CLONE_PTRACE`: if the parent is traced, trace the child too.
+    PTRACE = 0x2000;
+    /// `CLONE_VFORK`: suspend the parent until the child exits or execs.
+    VFORK = 0x4000;
+    /// `CLONE_PARENT`: the child's parent is the caller's parent, not the caller.
+    PARENT = 0x8000;
+    /// `CLONE_THREAD`: same thread group (pid), a tid of its own, no exit signal; needs `SIGHAND`.
+    THREAD = 0x10000;
+    /// `CLONE_NEWNS`: a new mount namespace.
+    NEWNS = 0x20000;
+    /// `CLONE_SYSVSEM`: share System V semaphore undo values.
+    SYSVSEM = 0x40000;
+    /// `CLONE_SETTLS`: the child's thread pointer is `clone_args.tls`.
+    SETTLS = 0x80000;
+    /// `CLONE_PARENT_SETTID`: store the child's tid at `clone_args.parent_tid`, in the parent.
+    PARENT_SETTID = 0x100000;
+    /// `CLONE_CHILD_CLEARTID`: at the child's exit, zero `clone_args.child_tid` and wake a
+    /// futex there (how threads are joined).
+    CHILD_CLEARTID = 0x200000;
+    /// `CLONE_DETACHED`: obsolete, ignored by `clone`; `clone3` refuses it.
+    DETACHED = 0x400000;
+    /// `CLONE_UNTRACED`: a tracer cannot force `PTRACE` onto the child.
+    UNTRACED = 0x800000;
+    /// `CLONE_CHILD_SETTID`: store the child's tid at `clone_args.child_tid`, in the child.
+    CHILD_SETTID = 0x1000000;
+    /// `CLONE_NEWCGROUP`: a new cgroup namespace.
+    NEWCGROUP = 0x2000000;
+    /// `CLONE_NEWUTS`: a new UTS namespace (hostname, domain name).
+    NEWUTS = 0x4000000;
+    /// `CLONE_NEWIPC`: a new IPC namespace.
+    NEWIPC = 0x8000000;
+    /// `CLONE_NEWUSER`: a new user namespace.
+    NEWUSER = 0x10000000;
+    /// `CLONE_NEWPID`: a new PID namespace, the child its pid 1.
+    NEWPID = 0x20000000;
+    /// `CLONE_NEWNET`: a new network namespace.
+    NEWNET = 0x40000000;
+    /// `CLONE_IO`: share the I/O context.
+    IO = 0x80000000;
+    /// `CLONE_CLEAR_SIGHAND`: reset every handled signal to its default (5.5; not with `SIGHAND`).
+    CLEAR_SIGHAND = 0x1_0000_0000;
+    /// `CLONE_INTO_CGROUP`: start the child in the cgroup of fd `clone_args.cgroup` (5.7).
+    INTO_CGROUP = 0x2_0000_0000;
+}
+
+impl Flags {
+    /// No flag.
+    pub const NONE: Flags = Flags(0);
+
+    /// Whether every flag of `other` is set here.
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether any flag of `other` is set here.
+    pub fn intersects(self, other: Flags) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+}
+
+impl From<nix::sched::CloneFlags> for Flags {
+    fn from(flags: nix::sched::CloneFlags) -> Flags {
+        Flags(flags.bits() as u32 as u64)
+    }
+}
+
+/// `CLONE_PIDFD | CLONE_INTO_CGROUP`, or `0x...` for bits without a name.
+impl fmt::Display for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        let mut first = true;
+        for (flag, name) in Flags::ALL {
+            if rest & flag.0 != 0 {
+                write!(f, "{}{name}", if first { "" } else { " | " })?;
+                rest &= !flag.0;
+                first = false;
+            }
+        }
+        if rest != 0 || first {
+            write!(f, "{}{rest:#x}", if first { "" } else { " | " })?;
+        }
+        Ok(())
+    }
+}
+
+/// The arguments of one `clone3` call: a builder over `struct clone_args`.
 ///
 /// ```no_run
-/// # use clone_cgroup::clone3::CloneArgs;
+/// # use clone_cgroup::clone3::{CloneArgs, Flags};
 /// # use nix::sys::signal::Signal;
 /// # let cgroup_dir = std::fs::File::open("/sys/fs/cgroup/x").unwrap();
-/// let args = CloneArgs::new(Signal::SIGCHLD).pidfd().into_cgroup(&cgroup_dir);
+/// let args = CloneArgs::new(Signal::SIGCHLD).flags(Flags::PIDFD).into_cgroup(&cgroup_dir);
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct CloneArgs<'a> {
-    flags: u64,
-    exit_signal: Signal,
-    cgroup: Option<BorrowedFd<'a>>,
+    raw: libc::clone_args,
     set_tid: Vec<libc::pid_t>,
+    cgroup: Option<BorrowedFd<'a>>,
+    size: usize,
+    tail: u64,
+}
+
+/// `struct clone_args` followed by one more word: what a newer program passes to an older
+/// kernel, which accepts it only if the words it does not know are zero (else `E2BIG`).
+#[repr(C)]
+struct ArgsWithTail {
+    args: libc::clone_args,
+    tail: u64,
 }
 
 impl<'a> CloneArgs<'a> {
+    /// The size of `struct clone_args` this crate knows: `CLONE_ARGS_SIZE_VER2`, 88 bytes.
+    pub const SIZE: usize = std::mem::size_of::<libc::clone_args>();
+
     /// A child that sends `exit_signal` to its parent when it ends (SIGCHLD: an ordinary child).
     pub fn new(exit_signal: Signal) -> CloneArgs<'a> {
-        CloneArgs {
-            flags: 0,
-            exit_signal,
-            cgroup: None,
-            set_tid: Vec::new(),
-        }
+        CloneArgs::with_exit_signal(exit_signal as u64)
     }
 
-    /// `CLONE_PIDFD`: also return a pidfd, a file descriptor that refers to this child and no
-    /// other, even after its pid is reused.
-    pub fn pidfd(mut self) -> Self {
-        self.flags |= CLONE_PIDFD;
+    /// Any value for `exit_signal`, valid or not (0: the parent gets no signal at the child's end).
+    pub fn with_exit_signal(exit_signal: u64) -> CloneArgs<'a> {
+        // SAFETY: clone_args is plain integers; all zero is the kernel's "nothing asked for".
+        let mut raw: libc::clone_args = unsafe { std::mem::zeroed() };
+        raw.exit_signal = exit_signal;
+        CloneArgs { raw, set_tid: Vec::new(), cgroup: None, size: CloneArgs::SIZE, tail: 0 }
+    }
+
+    /// Adds `flags`.
+    pub fn flags(mut self, flags: impl Into<Flags>) -> Self {
+        self.raw.flags |= flags.into().0;
         self
     }
 
-    /// `CLONE_INTO_CGROUP`: the child is born in the cgroup whose directory `dir` is open.
+    /// `CLONE_PIDFD`: also return a pidfd, which refers to this child and no other, even after
+    /// its pid is reused.
+    pub fn pidfd(self) -> Self {
+        self.flags(Flags::PIDFD)
+    }
+
+    /// `CLONE_INTO_CGROUP`: the child is born in the cgroup whose directory `dir` is (best
+    /// opened with `O_PATH`: [`Cgroup::open_path`](crate::cgroup::Cgroup::open_path)).
     pub fn into_cgroup(mut self, dir: &'a impl AsFd) -> Self {
-        self.flags |= CLONE_INTO_CGROUP;
         self.cgroup = Some(dir.as_fd());
-        self
+        self.flags(Flags::INTO_CGROUP)
     }
 
-    /// `CLONE_NEWPID`: the child is pid 1 of a new PID namespace.
-    pub fn new_pid_namespace(mut self) -> Self {
-        self.flags |= CLONE_NEWPID;
-        self
-    }
-
-    /// `set_tid` (Linux 5.5): the pid the child must get in each PID namespace, innermost
-    /// first. Needs CAP_SYS_ADMIN in the namespaces concerned; a taken pid fails with EEXIST.
+    /// `set_tid` (5.5): the pid the child must get in each PID namespace, innermost first.
+    /// Needs CAP_SYS_ADMIN in the namespaces concerned; a taken pid fails with EEXIST.
     pub fn set_tid(mut self, pids: &[Pid]) -> Self {
         self.set_tid = pids.iter().map(|p| p.as_raw()).collect();
         self
     }
 
-    /// Adds `clone(2)`-style flags (namespaces, or for [`clone3_child_on_stack`] only, the
-    /// sharing ones such as `CLONE_VM`). [`clone3_child`] refuses the sharing flags.
-    pub fn with_flags(mut self, flags: nix::sched::CloneFlags) -> Self {
-        self.flags |= flags.bits() as u64;
+    /// `set_tid_size` as given, whatever `set_tid` holds: for showing what the kernel checks.
+    pub fn set_tid_size(mut self, size: u64) -> Self {
+        self.raw.set_tid_size = size;
         self
     }
 
-    /// The raw flags, for printing.
-    pub fn flags(&self) -> u64 {
-        self.flags
+    /// `child_tid` and `parent_tid`: where `CHILD_SETTID`, `CHILD_CLEARTID` and
+    /// `PARENT_SETTID` write (the caller keeps them alive for as long as the kernel may).
+    pub fn tids(mut self, child_tid: *mut libc::pid_t, parent_tid: *mut libc::pid_t) -> Self {
+        self.raw.child_tid = child_tid as u64;
+        self.raw.parent_tid = parent_tid as u64;
+        self
     }
 
-    fn raw(&self, pidfd_out: &mut libc::c_int) -> RawCloneArgs {
-        RawCloneArgs {
-            flags: self.flags,
-            pidfd: if self.flags & CLONE_PIDFD != 0 {
-                pidfd_out as *mut libc::c_int as u64
-            } else {
-                0
-            },
-            exit_signal: self.exit_signal as u64,
-            set_tid: if self.set_tid.is_empty() {
-                0
-            } else {
-                self.set_tid.as_ptr() as u64
-            },
-            set_tid_size: self.set_tid.len() as u64,
-            cgroup: self.cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
-            ..RawCloneArgs::default()
-        }
-    }
-}
-
-/// A child made by `clone3`: its pid and, with [`CloneArgs::pidfd`], its pidfd.
-///
-/// Dropped before it was waited for (an error path), the child is killed and reaped; the
-/// pidfd is closed with it.
-#[derive(Debug)]
-pub struct Clone3Child {
-    pid: Pid,
-    pidfd: Option<OwnedFd>,
-    reaped: bool,
-}
-
-impl Clone3Child {
-    fn new(pid: Pid, pidfd: Option<OwnedFd>) -> Clone3Child {
-        Clone3Child {
-            pid,
-            pidfd,
-            reaped: false,
-        }
+    /// `tls`: the child's thread pointer, with `SETTLS`.
+    pub fn tls(mut self, tls: u64) -> Self {
+        self.raw.tls = tls;
+        self
     }
 
-    /// The child's pid in the parent's PID namespace.
-    pub fn pid(&self) -> Pid {
-        self.pid
+    /// `stack` and `stack_size`, as given: for showing what the kernel checks. To run a child
+    /// on a stack, use [`clone3_child_on_stack`].
+    pub fn stack(mut self, base: u64, size: u64) -> Self {
+        self.raw.stack = base;
+        self.raw.stack_size = size;
+        self
     }
 
-    /// The pidfd, if `CLONE_PIDFD` was asked for.
-    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
-        self.pidfd.as_ref().map(|fd| fd.as_fd())
-    }
-
-    /// Gives up responsibility for the child without waiting for it: the caller reaps it.
-    pub fn into_pid(mut self) -> Pid {
-        self.reaped = true;
-        self.pid
-    }
-
-    /// [`wait_pidfd`] for this child (or a plain bounded `waitpid` without a pidfd).
-    pub fn wait(
-        &mut self,
-        watch: &crate::sync::SignalWatch,
-        timeout: Duration,
-    ) -> Result<Ended, WaitFailure> {
-        let result = match &self.pidfd {
-            Some(pidfd) => wait_pidfd(pidfd, self.pid, timeout),
-            None => crate::process::wait_for(self.pid, watch, timeout, |_| {}),
+    /// Passes `size` bytes instead of [`SIZE`](Self::SIZE), `tail` being the word after the
+    /// struct; a size up to a page is cut to those 96 bytes (larger ones the kernel refuses unread).
+    pub fn size(mut self, size: usize, tail: u64) -> Self {
+        self.size = if size > crate::process::page_size() {
+            size
+        } else {
+            size.min(std::mem::size_of::<ArgsWithTail>())
         };
-        if !matches!(result, Err(WaitFailure::Sys(_))) {
-            self.reaped = true;
+        self.tail = tail;
+        self
+    }
+
+    /// The flags asked for.
+    pub fn flag_set(&self) -> Flags {
+        Flags(self.raw.flags)
+    }
+
+    /// The struct as the kernel will read it, with its pointers filled in.
+    fn fill(&self, pidfd_out: &mut libc::c_int) -> ArgsWithTail {
+        let mut args = self.raw;
+        if self.flag_set().contains(Flags::PIDFD) {
+            args.pidfd = pidfd_out as *mut libc::c_int as u64;
         }
-        result
+        if !self.set_tid.is_empty() {
+            args.set_tid = self.set_tid.as_ptr() as u64;
+            if args.set_tid_size == 0 {
+                args.set_tid_size = self.set_tid.len() as u64;
+            }
+        }
+        if let Some(fd) = self.cgroup {
+            args.cgroup = fd.as_raw_fd() as u64;
+        }
+        ArgsWithTail { args, tail: self.tail }
     }
 }
 
-impl Drop for Clone3Child {
-    fn drop(&mut self) {
-        if self.reaped {
-            return;
-        }
-        match &self.pidfd {
-            Some(pidfd) => {
-                let _ = pidfd_kill(pidfd);
-                let _ = waitid(
-                    Id::PIDFd(pidfd.as_fd()),
-                    WaitPidFlag::WEXITED | WaitPidFlag::__WALL,
-                );
-            }
-            None => {
-                let _ = crate::process::kill_and_reap(self.pid);
-            }
-        }
-    }
-}
-
-/// Turns the errors that mean "this kernel cannot" into [`Error::CannotRun`].
-fn clone3_error(errno: Errno, args: &CloneArgs) -> Error {
+/// What the kernel refusing `clone3` with `errno` means where the reason is its age, or
+/// `None`: no `clone3` at all (ENOSYS, before 5.3), or a larger `struct clone_args` than it
+/// knows (E2BIG: `set_tid` needs 5.5, `cgroup` 5.7).
+pub fn not_offered(errno: Errno) -> Option<&'static str> {
     match errno {
-        Errno::ENOSYS => Error::cannot_run("this kernel has no clone3 (it needs Linux 5.3)"),
-        Errno::E2BIG => Error::cannot_run(
+        Errno::ENOSYS => Some("this kernel has no clone3 (it needs Linux 5.3)"),
+        Errno::E2BIG => Some(
             "this kernel's clone3 does not know all of struct clone_args (set_tid needs 5.5, \
              CLONE_INTO_CGROUP 5.7)",
         ),
-        Errno::EINVAL if args.flags & CLONE_INTO_CGROUP != 0 && args.set_tid.is_empty() => {
-            Error::cannot_run(
-                "clone3 refused CLONE_INTO_CGROUP (EINVAL): it needs Linux 5.7 and a cgroup v2 \
-                 directory",
-            )
-        }
-        e => Error::sys("clone3", e),
+        _ => None,
     }
 }
 
-/// `clone3` like `fork`: runs `child` in the new process, which then `_exit`s with its return
-/// value; returns the child's pid (and pidfd) in the parent.
-///
-/// Safe for the same reason as [`fork_child`](crate::process::fork_child): it checks that
-/// this process is single-threaded, and `CloneArgs` offers no flag that shares memory.
-pub fn clone3_child(args: &CloneArgs, child: impl FnOnce() -> i32) -> Result<Clone3Child, Error> {
-    if args.flags & crate::process::SHARING_FLAGS.bits() as u64 != 0 {
-        return Err(Error::Failed(
-            "clone3_child refuses sharing flags (CLONE_VM and the like): the child would run \
-             on our stack; use clone3_child_on_stack"
-                .into(),
-        ));
+/// Turns a finished call into its child: the pid and, with `CLONE_PIDFD`, the pidfd.
+fn started(
+    args: &CloneArgs,
+    ret: libc::c_long,
+    errno: Errno,
+    pidfd: libc::c_int,
+) -> Result<Child, Error> {
+    if ret < 0 {
+        return Err(Error::sys("clone3", errno));
     }
-    crate::process::require_single_thread("clone3")?;
+    Ok(Child::with_pidfd(
+        Pid::from_raw(ret as libc::pid_t),
+        // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor that we now own.
+        args.flag_set().contains(Flags::PIDFD).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) }),
+    ))
+}
+
+/// Flags a fork-like child must not have: sharing memory, handlers or thread identity, or
+/// having the kernel write a tid or take a thread pointer at addresses we were handed.
+const REFUSED: Flags =
+    Flags(0x10000 | 0x4000 | 0x800 | 0x100 | 0x80000 | 0x100000 | 0x200000 | 0x1000000);
+
+/// `clone3` like `fork`: runs `child` in the new process, which then ends with its return
+/// value (see the crate's rule for child code); returns the child in the parent.
+///
+/// Safe for the same reason as [`fork_child`](crate::process::fork_child): it checks that this
+/// process has one thread, and refuses a stack and the flags that share memory or handlers
+/// or write through pointers (`VM`, `SIGHAND`, `THREAD`, `VFORK`, `SETTLS`, the TID flags).
+pub fn clone3_child(args: &CloneArgs, child: impl FnOnce() -> i32) -> Result<Child, Error> {
+    let refused = Flags(args.flag_set().0 & REFUSED.0);
+    if refused != Flags::NONE || args.raw.stack != 0 {
+        return Err(Error::Failed(format!(
+            "clone3_child refuses {refused} and a stack: use clone3_child_on_stack or \
+             clone3_child_unchecked"
+        )));
+    }
+    require_single_thread("clone3")?;
+    // SAFETY: no sharing flags and a single thread, as checked above.
+    unsafe { clone3_child_unchecked(args, child) }
+}
+
+/// [`clone3_child`] with any flags and sizes: for showing what the kernel accepts and refuses.
+///
+/// # Safety
+/// The process must have one thread, and the flags must not let the child share our stack
+/// (`VM` without a stack of its own): only flags the kernel refuses may include them.
+pub unsafe fn clone3_child_unchecked(
+    args: &CloneArgs,
+    child: impl FnOnce() -> i32,
+) -> Result<Child, Error> {
     let _ = std::io::Write::flush(&mut std::io::stdout());
     let mut pidfd: libc::c_int = -1;
-    let mut raw = args.raw(&mut pidfd);
-    // SAFETY: raw is a valid clone_args of the size passed; its pointers (pidfd, set_tid) stay
-    // alive for the call. Without a stack the child returns here on a copy of our stack, as
-    // after fork, and never goes further than the closure and _exit.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut raw as *mut RawCloneArgs,
-            std::mem::size_of::<RawCloneArgs>(),
-        )
-    };
-    match pid {
-        -1 => Err(clone3_error(Errno::last(), args)),
-        0 => {
-            let code = child();
-            // SAFETY: _exit never returns and runs none of the parent's destructors.
-            unsafe { libc::_exit(code) }
-        }
-        pid => Ok(Clone3Child::new(
-            Pid::from_raw(pid as libc::pid_t),
-            // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor that we now own.
-            (args.flags & CLONE_PIDFD != 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) }),
-        )),
+    let mut filled = args.fill(&mut pidfd);
+    let rseq = if args.flag_set().contains(Flags::VM) { None } else { RseqPause::start() };
+    // SAFETY: filled is a clone_args (plus a tail word) of at least the size passed, with
+    // pointers (pidfd, set_tid) alive for the call. Without a stack the child returns here on
+    // a copy of our stack, as after fork, and goes no further than end_child_with.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_clone3, &mut filled as *mut ArgsWithTail, args.size) };
+    if ret == 0 {
+        end_child_with(child);
     }
-}
-
-/// glibc's restartable-sequences registration, paused for the span of a `clone3`.
-///
-/// Since 2.35 glibc registers an `rseq` area for every thread, and the kernel writes the
-/// current CPU number into it whenever the thread returns to user space on a CPU it was not
-/// on before. A forked child inherits the registration, and its first return to user space
-/// (before it runs a single instruction) is such a write, on the page it shares copy-on-write
-/// with its parent: on a machine with more than one CPU, where the child starts on another
-/// CPU, that page is copied, and charged to the child's cgroup. Measured in the VM with two
-/// CPUs: a clone3 child that needs one page was killed in 19 runs of 20 at memory.max=4096
-/// until rseq was paused around `clone3`; then 20 of 20 survived. Without a registration the
-/// child inherits none, and the parent registers again right after.
-#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
-struct RseqPause {
-    area: *mut libc::c_void,
-    len: u32,
-}
-
-#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
-impl RseqPause {
-    /// The signature glibc registers with on x86-64 (`RSEQ_SIG`).
-    const SIGNATURE: u32 = 0x5305_3053;
-    const FLAG_UNREGISTER: libc::c_int = 1;
-
-    /// Unregisters this thread's rseq area, if glibc registered one.
-    fn start() -> Option<RseqPause> {
-        extern "C" {
-            static __rseq_offset: isize;
-            static __rseq_size: libc::c_uint;
-        }
-        // SAFETY: glibc (2.35+) defines both; they are written once, before main.
-        let (offset, size) = unsafe { (__rseq_offset, __rseq_size) };
-        if size == 0 {
-            return None;
-        }
-        let thread_pointer: usize;
-        // SAFETY: on x86-64 glibc keeps the thread pointer at fs:0; reading it has no effects.
-        unsafe {
-            std::arch::asm!("mov {}, fs:0", out(reg) thread_pointer, options(nostack, readonly))
-        };
-        let area = (thread_pointer as isize + offset) as *mut libc::c_void;
-        // glibc registers 32 bytes (the original struct rseq) even where __rseq_size tells
-        // the size of the features in use; the kernel wants the registered length back.
-        for len in [size.max(32), size] {
-            // SAFETY: unregistering our own thread's area; the kernel checks every argument.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_rseq,
-                    area,
-                    len,
-                    Self::FLAG_UNREGISTER,
-                    Self::SIGNATURE,
-                )
-            };
-            if r == 0 {
-                return Some(RseqPause { area, len });
-            }
-        }
-        None
-    }
-}
-
-#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
-impl Drop for RseqPause {
-    fn drop(&mut self) {
-        // SAFETY: registering the same area, length and signature glibc used.
-        unsafe { libc::syscall(libc::SYS_rseq, self.area, self.len, 0, Self::SIGNATURE) };
-    }
+    let errno = Errno::last();
+    drop(rseq);
+    started(args, ret, errno, pidfd)
 }
 
 /// `clone3` with a stack of the child's own: the child starts in `child()` on `stack` and
-/// `exit`s with its return value. x86-64 only: switching stacks at the system call needs a few
-/// instructions of assembly, as in glibc's own `clone3` wrapper.
+/// ends with its return value (a panic ends it with
+/// [`CHILD_PANICKED`](crate::process::CHILD_PANICKED)). x86-64 only: switching stacks at the
+/// system call needs a few instructions of assembly, as in glibc's own `clone3` wrapper.
 ///
 /// With [`Reservation::with_shared_stack`](crate::memory::Reservation::with_shared_stack) the
 /// stack costs a child born in a cgroup nothing, and with glibc's rseq registration paused
-/// across the call (see `RseqPause`) neither does the kernel's first write into its memory, so
-/// that only what the child writes on purpose is charged there.
+/// across the call ([`RseqPause`](crate::process)) neither does the kernel's first write into its memory: only
+/// what the child writes on purpose is charged there.
 ///
 /// # Safety
-/// The parent must be single-threaded or `child` async-signal-safe, and `child` must fit in
-/// `stack`. `child` must not unwind (a panic aborts) and should write only its stack and
-/// memory it was given: any other private page it writes is copied, and charged, in the
-/// child.
+/// The process must have one thread (or `child` keep the rule for child code strictly), and
+/// `child` must fit in `stack`. `child` should write only its stack and memory it was given:
+/// any other private page it writes is copied, and charged, in the child. With `VM` the
+/// caller must keep `child` and `stack` alive until the child has ended (`VFORK` does).
 #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
 pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
     args: &CloneArgs,
     stack: StackArea,
     child: &mut F,
-) -> Result<Clone3Child, Error> {
+) -> Result<Child, Error> {
     extern "C" fn trampoline<F: FnMut() -> i32>(arg: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: arg is the &mut F given below; the child has its own copy of it.
+        // SAFETY: arg is the &mut F given below, alive for the child (see # Safety).
         let child = unsafe { &mut *(arg as *mut F) };
-        child()
+        // A panic stops here: nothing unwinds through this extern "C" frame.
+        end_child_with(child)
     }
 
     let _ = std::io::Write::flush(&mut std::io::stdout());
     let mut pidfd: libc::c_int = -1;
-    let mut raw = args.raw(&mut pidfd);
-    raw.stack = stack.base as u64;
-    raw.stack_size = stack.len as u64;
+    let mut filled = args.clone().stack(stack.base as u64, stack.len as u64).fill(&mut pidfd);
     let entry: extern "C" fn(*mut libc::c_void) -> libc::c_int = trampoline::<F>;
     // A CLONE_VM child starts without rseq anyway (the kernel drops the registration).
-    let rseq = if args.flags & libc::CLONE_VM as u64 == 0 {
-        RseqPause::start()
-    } else {
-        None
-    };
-    let ret: i64;
+    let rseq = if args.flag_set().contains(Flags::VM) { None } else { RseqPause::start() };
+    let ret: libc::c_long;
     // SAFETY: the kernel starts the child with rsp = stack + stack_size (16-byte aligned, as
-    // `call` expects); the child calls entry(arg) there and leaves through exit_group, never
-    // returning into this function. The parent returns from the syscall normally. syscall
-    // clobbers rcx and r11; r12 and r13 survive it in both processes.
+    // `call` expects); the child calls entry(arg) there, which never returns (it ends in
+    // _exit; exit_group after it is a backstop). The parent returns from the syscall
+    // normally. syscall clobbers rcx and r11; r12 and r13 survive it in both processes.
     unsafe {
         std::arch::asm!(
             "syscall",
@@ -396,8 +413,8 @@ pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
             "ud2",
             "2:",
             inlateout("rax") libc::SYS_clone3 => ret,
-            in("rdi") &mut raw as *mut RawCloneArgs,
-            in("rsi") std::mem::size_of::<RawCloneArgs>(),
+            in("rdi") &mut filled as *mut ArgsWithTail,
+            in("rsi") args.size,
             in("r12") child as *mut F as *mut libc::c_void,
             in("r13") entry,
             lateout("rcx") _,
@@ -406,18 +423,11 @@ pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
         );
     }
     drop(rseq);
-    if ret < 0 {
-        return Err(clone3_error(Errno::from_raw(-ret as i32), args));
-    }
-    Ok(Clone3Child::new(
-        Pid::from_raw(ret as libc::pid_t),
-        // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor that we now own.
-        (args.flags & CLONE_PIDFD != 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) }),
-    ))
+    started(args, ret, Errno::from_raw((-ret) as i32), pidfd)
 }
 
 /// `clone3` with a stack of the child's own needs a few instructions of assembly, written
-/// here for x86-64 only; elsewhere this says so.
+/// here for x86-64 with glibc only; elsewhere this says so.
 ///
 /// # Safety
 /// As for the x86-64 version.
@@ -426,31 +436,27 @@ pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
     _args: &CloneArgs,
     _stack: StackArea,
     _child: &mut F,
-) -> Result<Clone3Child, Error> {
+) -> Result<Child, Error> {
     Err(Error::cannot_run(
         "clone3 with a stack of the child's own is implemented for x86-64 with glibc only",
     ))
 }
 
 /// Waits for the child behind `pidfd` to end, for at most `timeout`, then reaps it with
-/// `waitid(P_PIDFD)`.
+/// `waitid(P_PIDFD)`, which can only take this child.
 ///
 /// `poll` watches two descriptors: the pidfd, readable once the child has ended, and a
 /// signalfd for SIGINT, SIGTERM and SIGHUP (which must be blocked, as
-/// [`SignalWatch`](crate::sync::SignalWatch) does). `waitid(P_PIDFD)` can only reap this child,
-/// so no other child's end is taken by mistake, and if something else reaped it first the
-/// error (ECHILD) says so instead of a wrong status. An interruption or the deadline kills
-/// the child through the pidfd (`pidfd_send_signal`), which cannot hit a reused pid.
-pub fn wait_pidfd(pidfd: &OwnedFd, pid: Pid, timeout: Duration) -> Result<Ended, WaitFailure> {
+/// [`SignalWatch`](crate::sync::SignalWatch) does). An interruption or the deadline kills the
+/// child through the pidfd (`pidfd_send_signal`), which cannot hit a reused pid.
+pub(crate) fn wait_pidfd(pidfd: &OwnedFd, pid: Pid, timeout: Duration) -> Result<Ended, Error> {
     let mut interruptions = SigSet::empty();
     for signal in INTERRUPTIONS {
         interruptions.add(signal);
     }
-    let signals = SignalFd::with_flags(
-        &interruptions,
-        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
-    )
-    .map_err(|e| WaitFailure::Sys(Error::sys("signalfd", e)))?;
+    let signals =
+        SignalFd::with_flags(&interruptions, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(|e| Error::sys("signalfd", e))?;
     let deadline = Instant::now() + timeout;
     let mut interrupted = None;
     loop {
@@ -465,7 +471,7 @@ pub fn wait_pidfd(pidfd: &OwnedFd, pid: Pid, timeout: Duration) -> Result<Ended,
             Ok(0) => break,
             Ok(_) => {}
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(WaitFailure::Sys(Error::sys("poll", e))),
+            Err(e) => return Err(Error::sys("poll", e)),
         }
         if fds[0].any().unwrap_or(false) {
             break;
@@ -475,33 +481,20 @@ pub fn wait_pidfd(pidfd: &OwnedFd, pid: Pid, timeout: Duration) -> Result<Ended,
             break;
         }
     }
-    let exited = fds_ready(pidfd);
+    let mut ready = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let exited = matches!(poll(&mut ready, PollTimeout::ZERO), Ok(n) if n > 0);
     if !exited {
-        pidfd_kill(pidfd).map_err(WaitFailure::Sys)?;
+        pidfd_kill(pidfd)?;
     }
-    let status = waitid(
-        Id::PIDFd(pidfd.as_fd()),
-        WaitPidFlag::WEXITED | WaitPidFlag::__WALL,
-    )
-    .map_err(|e| WaitFailure::Sys(Error::sys(&format!("waitid(P_PIDFD) for {pid}"), e)))?;
-    let outcome = Outcome::from_status(status)
-        .ok_or_else(|| WaitFailure::Sys(Error::Failed(format!("waitid returned {status:?}"))))?;
-    let ended = Ended { status, outcome };
-    match (exited, interrupted) {
-        (true, _) => Ok(ended),
-        (false, Some(signal)) => Err(WaitFailure::Interrupted(signal, ended)),
-        (false, None) => Err(WaitFailure::TimedOut(ended)),
+    let ended = reap_pidfd(pidfd)?;
+    if exited {
+        return Ok(ended);
     }
-}
-
-/// Whether the pidfd is readable now, that is, whether its process has ended.
-fn fds_ready(pidfd: &OwnedFd) -> bool {
-    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+    Err(stopped(pid, ended, interrupted, timeout))
 }
 
 /// `pidfd_send_signal(pidfd, SIGKILL)`: kills exactly the process the pidfd refers to.
-pub fn pidfd_kill(pidfd: &OwnedFd) -> Result<(), Error> {
+pub(crate) fn pidfd_kill(pidfd: &OwnedFd) -> Result<(), Error> {
     // SAFETY: a plain system call on a descriptor we own, with no pointers (info is NULL).
     let r = unsafe {
         libc::syscall(
@@ -525,17 +518,17 @@ mod tests {
 
     #[test]
     fn clone_args_has_the_kernels_v2_layout() {
-        assert_eq!(std::mem::size_of::<RawCloneArgs>(), 88);
+        assert_eq!(CloneArgs::SIZE, 88);
         let mut pidfd = -1;
         let args = CloneArgs::new(Signal::SIGCHLD)
             .pidfd()
             .set_tid(&[Pid::from_raw(1), Pid::from_raw(4242)]);
-        let raw = args.raw(&mut pidfd);
-        assert_eq!(raw.flags, CLONE_PIDFD);
-        assert_eq!(raw.exit_signal, libc::SIGCHLD as u64);
-        assert_eq!(raw.set_tid_size, 2);
-        assert_ne!(raw.pidfd, 0);
-        assert_eq!(raw.cgroup, 0);
+        let filled = args.fill(&mut pidfd).args;
+        assert_eq!(filled.flags, 0x1000);
+        assert_eq!(filled.exit_signal, libc::SIGCHLD as u64);
+        assert_eq!(filled.set_tid_size, 2);
+        assert_ne!(filled.pidfd, 0);
+        assert_eq!(filled.cgroup, 0);
     }
 
     #[test]
@@ -543,9 +536,21 @@ mod tests {
         let dir = std::fs::File::open("/").unwrap();
         let mut pidfd = -1;
         let args = CloneArgs::new(Signal::SIGCHLD).into_cgroup(&dir);
-        let raw = args.raw(&mut pidfd);
-        assert_eq!(raw.flags, 0x2_0000_0000);
-        assert_eq!(raw.cgroup, dir.as_raw_fd() as u64);
-        assert_eq!(raw.pidfd, 0);
+        let filled = args.fill(&mut pidfd).args;
+        assert_eq!(filled.flags, 0x2_0000_0000);
+        assert_eq!(filled.cgroup, dir.as_raw_fd() as u64);
+        assert_eq!(filled.pidfd, 0);
+    }
+
+    #[test]
+    fn flags_print_their_c_names() {
+        assert_eq!(Flags::ALL.len(), 27);
+        assert_eq!(
+            (Flags::PIDFD | Flags::INTO_CGROUP).to_string(),
+            "CLONE_PIDFD | CLONE_INTO_CGROUP"
+        );
+        assert_eq!(Flags(0x4_0000_0000).to_string(), "0x400000000");
+        assert_eq!(Flags::NONE.to_string(), "0x0");
+        assert_eq!(Flags::from(nix::sched::CloneFlags::CLONE_NEWPID), Flags::NEWPID);
     }
 }

@@ -2,42 +2,53 @@
 //! creates processes (`fork`, `clone`, `clone3`), how a parent reads their ends (`waitpid`, wait
 //! statuses, signals, pidfds), and how cgroup v2 limits them (`memory.max`, `pids.max`).
 //!
-//! Each scenario is a binary (`cargo run --bin NAME`); this library holds what two of them
-//! would otherwise repeat. Read it in this order:
+//! # The scenarios
+//! Each is a binary whose file is the lesson: a doc comment that says what it shows and what
+//! to expect, then the story in numbered steps, each a `// N.` comment matching the `N.` it
+//! prints. Run one with `cargo run --bin NAME` (the cgroup ones as root).
 //!
-//! # 1. Creating a child and reading its end
-//! [`process`]: [`clone_child`](process::clone_child) on a [`ChildStack`](process::ChildStack),
-//! the async-signal-safe [`child_say!`] for the child's output, and
-//! [`wait_for`](process::wait_for), a bounded `waitpid` that returns an
-//! [`Outcome`](process::Outcome): exited with a code, or killed by a signal.
+//! | binary | what it shows |
+//! |---|---|
+//! | [`fork_waitpid`](../fork_waitpid/index.html) | `fork`; the parent waits and decodes the status |
+//! | [`clone_waitpid`](../clone_waitpid/index.html) | `clone` into new namespaces: the child is PID 1 |
+//! | [`clone_waitpid_cgroup_memory`](../clone_waitpid_cgroup_memory/index.html), [`_fail`](../clone_waitpid_cgroup_memory_fail/index.html) | a child moved into a 4 KiB cgroup while it sleeps: survives, or is OOM-killed |
+//! | [`clone_wait_signal_cgroup_memory`](../clone_wait_signal_cgroup_memory/index.html), [`_fail`](../clone_wait_signal_cgroup_memory_fail/index.html) | the same, moved while it waits for a signal: no timing left to chance |
+//! | [`clone3_into_cgroup_memory`](../clone3_into_cgroup_memory/index.html), [`_fail`](../clone3_into_cgroup_memory_fail/index.html) | `clone3` with `CLONE_INTO_CGROUP`: born in the cgroup |
+//! | [`cgroup_pids_max`](../cgroup_pids_max/index.html) | `pids.max`: fork fails with EAGAIN |
+//! | [`clone3_set_tid`](../clone3_set_tid/index.html) | `set_tid`: a chosen pid in every PID namespace |
+//! | [`process_accounting`](../process_accounting/index.html) | `acct(2)` and the kernel's records of ended processes |
+//! | [`clone_flags`](../clone_flags/index.html) | what `CLONE_FILES`, `CLONE_FS`, `CLONE_SIGHAND`, `CLONE_VM` share |
+//! | [`spawn_bench`](../spawn_bench/index.html), [`cgroup_race`](../cgroup_race/index.html) | measurements: how fast a process is born; what a move into a cgroup costs |
 //!
-//! # 2. Telling each other when: blocked signals
-//! [`sync`]: block the signals first, so none is lost, then wait with `sigtimedwait` and a
-//! deadline. [`SignalWatch`](sync::SignalWatch) is the parent's side.
+//! # The library, in reading order
+//! It holds the mechanisms the scenarios share, named for what they ask of the kernel:
+//! 1. [`process`]: start a child ([`fork_child`](process::fork_child),
+//!    [`clone_child`](process::clone_child), [`vfork_child`](process::vfork_child)) and wait,
+//!    bounded, for its [`Outcome`](process::Outcome); [`child_say!`] for its output.
+//! 2. [`sync`]: the parent/child handshake with signals blocked before `clone`.
+//! 3. [`cgroup`]: one cgroup v2 directory: refuse where it cannot work, create, enable a
+//!    controller, write a limit, move a process in, read the kernel's counters, remove.
+//! 4. [`memory`]: memory that is paid for when touched, so a child pays before its move.
+//! 5. [`clone3`]: the `clone3` system call: `CLONE_INTO_CGROUP`, `CLONE_PIDFD`, `set_tid`.
+//! 6. [`spawn`]: process creation prepared in advance, so that a child only makes system calls.
 //!
-//! # 3. A cgroup v2 directory
-//! [`cgroup`]: find the cgroup2 mount, refuse clearly where it cannot work (hybrid hosts, a
-//! missing controller, the no-internal-process rule), create a uniquely named cgroup, enable
-//! the memory controller, write limits, move a process in, read `memory.events` and
-//! `memory.peak`, and remove the cgroup on every path.
+//! The command line the binaries share (options, `--help`, the summary line each run ends
+//! with) is not part of the library: it is `src/bin/shared/cli.rs`, which each binary includes.
 //!
-//! # 4. Memory that is charged when touched
-//! [`memory`]: reserve address space now, pay for pages when they are first written. This is
-//! what makes "a child that needs less than 4 KiB" exact.
-//!
-//! # 5. The memory scenarios
-//! [`scenarios`]: the delayed, the signal-synced and the clone3 placement, each as numbered
-//! steps, run by the six `clone*_cgroup_memory*` binaries; [`cli`] parses their options and
-//! prints the one-line summary every binary ends with.
-//!
-//! # 6. clone3
-//! [`clone3`]: the raw system call wrapped once: a [`CloneArgs`](clone3::CloneArgs) builder,
-//! `CLONE_INTO_CGROUP`, `CLONE_PIDFD`, `set_tid`, a child on a stack of its own, and waiting
-//! on a pidfd.
-//!
-//! # 7. Accounting and measuring
-//! [`acct`]: `acct(2)` and the kernel's 64-byte `acct_v3` record. [`spawn`]: seven ways to
-//! create a process, prepared once so that `spawn_bench` measures only the system calls.
+//! # The rule for code in a child
+//! From its creation to its end, a child runs only what is safe in a signal handler: system
+//! calls, [`child_say!`] (a line formatted into a buffer on the stack and written with one
+//! `write(2)`), and memory it was given before it was created. It never allocates, never takes
+//! a lock and never uses `std::io::stdout`. Three reasons, one rule: after `fork` of a
+//! multithreaded process the child may inherit a lock held by a thread it does not have; a
+//! `CLONE_VM` child shares the parent's allocator; and in a cgroup with `memory.max=4096`
+//! every allocation after the move is a page the child pays for, when one page is all it has.
+//! The library's functions that children call allocate on no path, errors included
+//! ([`Error::Sys`] carries a static context). A child ends through `_exit` with the value its
+//! closure returns, never by returning into the parent's frames; a panic is caught at the
+//! child's boundary and ends it with exit status [`CHILD_PANICKED`](process::CHILD_PANICKED)
+//! (101), so no destructor of the parent runs in the child. Where a program breaks the rule,
+//! the line says so: `// EXCEPTION to the child-code rule: ...`.
 //!
 //! # Exit statuses (all binaries)
 //! - 0: the scenario ended as claimed (for a `_fail` scenario: the kernel killed the child);
@@ -52,13 +63,10 @@ use std::io;
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
-pub mod acct;
 pub mod cgroup;
-pub mod cli;
 pub mod clone3;
 pub mod memory;
 pub mod process;
-pub mod scenarios;
 pub mod spawn;
 pub mod sync;
 
@@ -69,10 +77,10 @@ pub enum Error {
     CannotRun(String),
     /// The command line is wrong; the text says how.
     Usage(String),
-    /// A system call failed.
+    /// A system call failed. Building one allocates nothing, so child code may return it.
     Sys {
         /// What was being done, e.g. `clone`.
-        context: String,
+        context: &'static str,
         /// The error number.
         errno: Errno,
     },
@@ -91,33 +99,18 @@ pub enum Error {
 
 impl Error {
     /// A failed system call.
-    pub fn sys(context: &str, errno: Errno) -> Error {
-        Error::Sys {
-            context: context.to_string(),
-            errno,
-        }
+    pub fn sys(context: &'static str, errno: Errno) -> Error {
+        Error::Sys { context, errno }
     }
 
     /// A failed file operation.
     pub fn io(context: &str, source: io::Error) -> Error {
-        Error::Io {
-            context: context.to_string(),
-            source,
-        }
+        Error::Io { context: context.to_string(), source }
     }
 
     /// An environment that cannot run the scenario.
     pub fn cannot_run(reason: impl Into<String>) -> Error {
         Error::CannotRun(reason.into())
-    }
-
-    /// The exit status for this error (see the crate documentation).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::CannotRun(_) | Error::Usage(_) => cli::CANNOT_RUN,
-            Error::Sys { .. } | Error::Io { .. } | Error::Failed(_) => cli::NOT_AS_CLAIMED,
-            Error::Interrupted(signal) => 128 + *signal as u8,
-        }
     }
 }
 
@@ -132,11 +125,7 @@ impl fmt::Display for Error {
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Failed(what) => write!(f, "{what}"),
             Error::Interrupted(signal) => {
-                write!(
-                    f,
-                    "interrupted by {}; child killed and reaped, cgroup removed",
-                    signal.as_str()
-                )
+                write!(f, "interrupted by {}; nothing was left behind", signal.as_str())
             }
         }
     }

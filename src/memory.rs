@@ -1,12 +1,9 @@
-//! Memory that is charged when touched: reserve address space now, pay for pages later.
+//! Memory that is paid for when touched: a child reserves now, pays before its move, and
+//! after the move pays only for what it writes on purpose.
 //!
-//! A cgroup is charged for a page when a process first writes it (a page fault), not when it
-//! calls `mmap` or `malloc`. So a child can reserve a buffer before it is moved into a cgroup
-//! and fill it afterwards: only the pages written after the move count against the new limit.
-//! The page tables that map those pages are charged too, so the first page of the reservation
-//! is written before the move to build them.
-//!
-//! Everything here is async-signal-safe (system calls and plain writes), for use in a child.
+//! A cgroup is charged for a page when a process first writes it, not when it maps it; the
+//! page tables that map it are charged too. Nothing here allocates, on any path: children
+//! call it.
 
 use std::ptr::NonNull;
 
@@ -16,35 +13,37 @@ use crate::process::page_size;
 use crate::Error;
 
 /// `mmap(2)` of `len` bytes of anonymous, readable and writable memory with `flags`
-/// (MAP_ANONYMOUS is added), at `at` if `flags` has MAP_FIXED; `what` names it in the error.
+/// (MAP_ANONYMOUS is added), at `at` if `flags` has MAP_FIXED.
 ///
 /// # Safety
 /// With MAP_FIXED, `[at, at + len)` must be memory the caller owns and no longer uses: the
-/// new mapping replaces whatever was there. Without it, `at` is only a hint and nothing is
-/// replaced.
+/// new mapping replaces whatever was there. Without it, `at` is only a hint.
 pub(crate) unsafe fn map_anonymous(
     at: *mut libc::c_void,
     len: usize,
     flags: libc::c_int,
-    what: &str,
-) -> Result<NonNull<libc::c_void>, Error> {
+) -> Result<NonNull<libc::c_void>, Errno> {
     // SAFETY: an anonymous mapping aliases nothing the program holds, except under MAP_FIXED,
     // which the caller vouches for; the result is checked.
     let mapped = unsafe {
-        libc::mmap(
-            at,
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            flags | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
+        libc::mmap(at, len, libc::PROT_READ | libc::PROT_WRITE, flags | libc::MAP_ANONYMOUS, -1, 0)
     };
     if mapped == libc::MAP_FAILED {
-        return Err(Error::sys(&format!("mmap({what})"), Errno::last()));
+        return Err(Errno::last());
     }
     // SAFETY: mmap succeeded, so the pointer is not null.
     Ok(unsafe { NonNull::new_unchecked(mapped) })
+}
+
+/// Makes the page at `at` (page-aligned, inside a mapping of the crate's own) inaccessible:
+/// a stack that grows down onto it faults instead of writing over what lies below.
+pub(crate) fn guard_page(at: *mut u8) -> Result<(), Error> {
+    // SAFETY: mprotect changes only the access rights of one page of our own mapping, which
+    // nothing refers to.
+    if unsafe { libc::mprotect(at as *mut libc::c_void, page_size(), libc::PROT_NONE) } != 0 {
+        return Err(Error::sys("mprotect(guard page)", Errno::last()));
+    }
+    Ok(())
 }
 
 /// One page table (on x86-64) maps this much memory: 512 pages of 4 KiB.
@@ -52,9 +51,9 @@ const PAGE_TABLE_SPAN: usize = 2 << 20;
 
 /// A private anonymous mapping whose buffer pages cost nothing until written.
 ///
-/// Layout: one "page-table page" followed by the buffer, all inside one 2 MiB-aligned span,
-/// so that writing the first page builds every page table the buffer needs (for buffers up
-/// to 2 MiB less a page). [`Reservation::with_shared_stack`] adds a stack after the buffer.
+/// Layout, inside one 2 MiB-aligned span so that writing its first page builds every page
+/// table the rest needs: a page-table page, the buffer, and with
+/// [`with_shared_stack`](Self::with_shared_stack) a guard page and a stack.
 pub struct Reservation {
     mapping: NonNull<libc::c_void>,
     mapping_len: usize,
@@ -79,23 +78,25 @@ impl Reservation {
         Reservation::with_shared_stack(bytes, 0)
     }
 
-    /// Reserves room for `bytes` of buffer and, after it in the same 2 MiB span,
+    /// Reserves room for `bytes` of buffer and, after a guard page in the same 2 MiB span,
     /// `stack_bytes` of stack that a `clone3` child can run on without being charged for it.
     ///
     /// The stack is a *shared* mapping that is written here, by the caller: a child writes the
-    /// very pages its parent already paid for, instead of copying them on write (a copy is
-    /// a new page, charged to the child's cgroup). Its page tables are the buffer's, which
-    /// [`build_page_tables`](Self::build_page_tables) creates and `fork` copies.
+    /// very pages its parent already paid for, instead of copying them on write (a copy is a
+    /// new page, charged to the child's cgroup). Its page tables are the buffer's, which
+    /// [`build_page_tables`](Self::build_page_tables) creates and `fork` copies. The guard page
+    /// between buffer and stack turns a stack overflow into a fault, not a write into the buffer.
     pub fn with_shared_stack(bytes: usize, stack_bytes: usize) -> Result<Reservation, Error> {
         let page = page_size();
         let capacity = bytes.div_ceil(page).max(1) * page;
         let stack_len = stack_bytes.div_ceil(page) * page;
-        if stack_len > 0 && page + capacity + stack_len > PAGE_TABLE_SPAN {
+        let guard_len = if stack_len > 0 { page } else { 0 };
+        let window_len = page + capacity + guard_len + stack_len;
+        if stack_len > 0 && window_len > PAGE_TABLE_SPAN {
             return Err(Error::Failed(format!(
                 "a {bytes}-byte buffer and a {stack_bytes}-byte stack do not fit in one 2 MiB span"
             )));
         }
-        let window_len = page + capacity + stack_len;
         let mapping_len = window_len + PAGE_TABLE_SPAN;
         // MAP_NORESERVE: this is a reservation of addresses, not a promise of memory.
         // SAFETY: no MAP_FIXED, so nothing is replaced.
@@ -104,44 +105,31 @@ impl Reservation {
                 std::ptr::null_mut(),
                 mapping_len,
                 libc::MAP_PRIVATE | libc::MAP_NORESERVE,
-                "reservation",
-            )?
-        };
-        let aligned = (mapping.as_ptr() as usize).next_multiple_of(PAGE_TABLE_SPAN);
-        let window = aligned as *mut u8;
-        // SAFETY: [window, window + window_len) lies inside the mapping: aligned is at most
+            )
+        }
+        .map_err(|e| Error::sys("mmap(reservation)", e))?;
+        let window = (mapping.as_ptr() as usize).next_multiple_of(PAGE_TABLE_SPAN) as *mut u8;
+        // SAFETY: [window, window + window_len) lies inside the mapping: window is at most
         // PAGE_TABLE_SPAN - 1 bytes past its start, and the mapping has that much slack.
         // No transparent huge pages: the first write must fault in one 4 KiB page, not 2 MiB.
-        unsafe {
-            libc::madvise(
-                window as *mut libc::c_void,
-                window_len,
-                libc::MADV_NOHUGEPAGE,
-            )
-        };
-        let reservation = Reservation {
-            mapping,
-            mapping_len,
-            window,
-            capacity,
-            stack_len,
-        };
-        if stack_len > 0 {
-            // SAFETY: page + capacity is inside the window (the stack follows the buffer).
-            let stack = unsafe { window.add(page + capacity) } as *mut libc::c_void;
+        unsafe { libc::madvise(window as *mut libc::c_void, window_len, libc::MADV_NOHUGEPAGE) };
+        let reservation = Reservation { mapping, mapping_len, window, capacity, stack_len };
+        if let Some(stack) = reservation.shared_stack() {
+            // SAFETY: the guard page is the page just below the stack, inside the window.
+            guard_page(unsafe { stack.base.sub(page) })?;
             // SAFETY: the stack lies at the end of the window, inside our own, still unused
             // mapping; MAP_FIXED replaces exactly that part of it with a shared mapping.
             unsafe {
                 map_anonymous(
-                    stack,
-                    stack_len,
+                    stack.base as *mut libc::c_void,
+                    stack.len,
                     libc::MAP_SHARED | libc::MAP_FIXED,
-                    "shared stack",
-                )?
-            };
-            for offset in (0..stack_len).step_by(page) {
-                // SAFETY: offset < stack_len, inside the shared stack.
-                unsafe { std::ptr::write_volatile((stack as *mut u8).add(offset), 0) };
+                )
+            }
+            .map_err(|e| Error::sys("mmap(shared stack)", e))?;
+            for offset in (0..stack.len).step_by(page) {
+                // SAFETY: offset < stack.len, inside the shared stack.
+                unsafe { std::ptr::write_volatile(stack.base.add(offset), 0) };
             }
         }
         Ok(reservation)
@@ -150,38 +138,32 @@ impl Reservation {
     /// The shared stack made by [`with_shared_stack`](Self::with_shared_stack), if any.
     pub fn shared_stack(&self) -> Option<StackArea> {
         (self.stack_len > 0).then(|| StackArea {
-            // SAFETY: the stack starts after the page-table page and the buffer.
-            base: unsafe { self.window.add(page_size() + self.capacity) },
+            // SAFETY: the stack follows the page-table page, the buffer and the guard page.
+            base: unsafe { self.window.add(2 * page_size() + self.capacity) },
             len: self.stack_len,
         })
     }
 
-    /// Writes the page before the buffer, so the page tables exist before a move. Charges
-    /// one page (and the tables) to the cgroup the process is in now.
+    /// Writes the page before the buffer, so that the page tables exist before a move.
+    /// Charges one page (and the tables) to the cgroup the process is in now.
     pub fn build_page_tables(&mut self) {
         // SAFETY: window is the first byte of the reserved window, writable and ours.
         unsafe { std::ptr::write_volatile(self.window, 1) };
     }
 
-    /// Writes `bytes` bytes of the buffer (at most its capacity); returns how many pages
-    /// that first touched. Each newly touched page is one page charged to the current cgroup;
-    /// past the cgroup's limit, that charge is what the OOM killer answers.
+    /// Writes `bytes` bytes of the buffer (at most its capacity); returns how many pages that
+    /// first touched. Each is one page charged to the current cgroup; past the cgroup's
+    /// limit, that charge is what the OOM killer answers.
     pub fn touch(&mut self, bytes: usize) -> usize {
         let bytes = bytes.min(self.capacity);
-        let page = page_size();
         // SAFETY: the buffer starts one page into the window and holds `capacity` bytes.
-        let buffer = unsafe { self.window.add(page) };
+        let buffer = unsafe { self.window.add(page_size()) };
         for i in 0..bytes {
-            // SAFETY: i < bytes <= capacity, inside the reserved buffer. Volatile, so the
-            // compiler cannot drop the writes that are the point of this function.
+            // SAFETY: i < bytes <= capacity, inside the buffer. Volatile, so the compiler
+            // cannot drop the writes that are the point of this function.
             unsafe { std::ptr::write_volatile(buffer.add(i), i as u8) };
         }
-        bytes.div_ceil(page)
-    }
-
-    /// How many bytes the buffer can hold (the reservation rounded up to whole pages).
-    pub fn capacity(&self) -> usize {
-        self.capacity
+        bytes.div_ceil(page_size())
     }
 }
 
@@ -192,23 +174,40 @@ impl Drop for Reservation {
     }
 }
 
-/// How much stack a child pre-touches before a move; [`STACK_SIZE`] leaves room below it.
+/// How much stack a child touches before a move; [`STACK_SIZE`] leaves room below it.
 pub const STACK_WARM_UP: usize = 64 << 10;
 
 /// The stack size of the memory scenarios' children.
 pub const STACK_SIZE: usize = 256 << 10;
 
-/// Writes [`STACK_WARM_UP`] bytes of stack below the caller, so that stack pages used after a
-/// move are already the process's own and charged to the cgroup it is in now.
+/// What a memory scenario's child does first, before its move: everything that costs memory.
+/// It writes [`STACK_WARM_UP`] bytes of stack below the caller (so that the stack pages used
+/// later are its own already), reserves `bytes` of buffer and builds its page tables. Only
+/// the buffer's own pages are left to pay for.
+pub fn warm_up(bytes: usize) -> Result<Reservation, Error> {
+    touch_stack();
+    let mut buffer = Reservation::new(bytes)?;
+    buffer.build_page_tables();
+    Ok(buffer)
+}
+
 #[inline(never)]
-pub fn warm_up_stack() {
+fn touch_stack() {
     let mut probe = [0u8; STACK_WARM_UP];
-    let page = page_size();
-    for i in (0..probe.len()).step_by(page) {
+    for i in (0..probe.len()).step_by(page_size()) {
         // SAFETY: i is inside probe; volatile keeps the write.
         unsafe { std::ptr::write_volatile(&mut probe[i], 1) };
     }
     std::hint::black_box(&probe);
+}
+
+/// "page" or "pages", for child output (without allocating).
+pub fn pages_word(n: usize) -> &'static str {
+    if n == 1 {
+        "page"
+    } else {
+        "pages"
+    }
 }
 
 #[cfg(test)]
@@ -219,7 +218,7 @@ mod tests {
     fn reservation_rounds_to_pages_and_touches_what_is_asked() {
         let page = page_size();
         let mut r = Reservation::new(3000).unwrap();
-        assert_eq!(r.capacity(), page);
+        assert_eq!(r.capacity, page);
         r.build_page_tables();
         assert_eq!(r.touch(3000), 1);
         let mut big = Reservation::new(1 << 20).unwrap();
@@ -228,14 +227,11 @@ mod tests {
     }
 
     #[test]
-    fn a_shared_stack_follows_the_buffer_in_the_same_span() {
+    fn a_shared_stack_follows_the_buffer_and_a_guard_page_in_the_same_span() {
         let r = Reservation::with_shared_stack(1 << 20, 32 << 10).unwrap();
         let stack = r.shared_stack().unwrap();
         assert_eq!(stack.len, 32 << 10);
-        assert_eq!(
-            stack.base as usize,
-            r.window as usize + page_size() + (1 << 20)
-        );
+        assert_eq!(stack.base as usize, r.window as usize + 2 * page_size() + (1 << 20));
         let end = stack.base as usize + stack.len - 1;
         assert_eq!(r.window as usize / PAGE_TABLE_SPAN, end / PAGE_TABLE_SPAN);
         assert!(Reservation::with_shared_stack(2 << 20, 32 << 10).is_err());
@@ -246,7 +242,7 @@ mod tests {
     fn the_window_lies_inside_one_page_table_span() {
         let r = Reservation::new(100 << 10).unwrap();
         let start = r.window as usize;
-        let end = start + page_size() + r.capacity() - 1;
+        let end = start + page_size() + r.capacity - 1;
         assert_eq!(start / PAGE_TABLE_SPAN, end / PAGE_TABLE_SPAN);
     }
 }

@@ -1,13 +1,10 @@
-//! The parent/child handshake: signals that are blocked first and then waited for.
+//! The parent/child handshake: signals that are blocked first, then waited for.
 //!
-//! The classic lost wake-up: a child installs a handler and calls `pause()`, but the parent's
-//! signal arrived before `pause()` began, so the child sleeps forever. The cure used here:
-//! block the signals *before* `clone` (the child inherits the mask), so a signal that comes
-//! early stays pending, then take it with `sigtimedwait`, which returns at once for a pending
-//! signal and gives up at a deadline instead of waiting forever.
-//!
-//! Blocked signals are also the one way to signal the init process of a PID namespace that
-//! has no handler: the kernel drops such signals for it, unless they are blocked.
+//! The classic lost wake-up: a child installs a handler and calls `pause()`, but the signal
+//! came before `pause()` began, and the child sleeps forever. The cure: block the signals
+//! *before* `clone` (the child inherits the mask), so that an early one stays pending, and
+//! take it with `sigtimedwait`, which gives up at a deadline. Blocked, a signal also reaches
+//! the init process of a PID namespace, which drops those it has no handler for.
 
 use std::time::Instant;
 
@@ -54,9 +51,8 @@ impl SignalWatch {
     /// Blocks the watched signals in the calling thread (and so in children created later).
     pub fn install() -> Result<SignalWatch, Error> {
         let mut watched = SigSet::empty();
-        for signal in [Signal::SIGCHLD, PARENT_TO_CHILD, CHILD_TO_PARENT]
-            .into_iter()
-            .chain(INTERRUPTIONS)
+        for signal in
+            [Signal::SIGCHLD, PARENT_TO_CHILD, CHILD_TO_PARENT].into_iter().chain(INTERRUPTIONS)
         {
             watched.add(signal);
         }
@@ -69,6 +65,21 @@ impl SignalWatch {
     /// Takes the next watched signal, or `None` once `deadline` has passed.
     pub fn next(&self, deadline: Instant) -> Result<Option<Received>, Error> {
         wait_signal(&self.watched, deadline)
+    }
+
+    /// Sleeps for `duration` unless an interruption or a SIGCHLD (a child's end) comes first,
+    /// and returns that signal then. Other watched signals are taken and ignored.
+    pub fn pause(&self, duration: std::time::Duration) -> Result<Option<Received>, Error> {
+        let deadline = Instant::now() + duration;
+        loop {
+            match self.next(deadline)? {
+                None => return Ok(None),
+                Some(r) if r.is_interruption() || r.signal == Signal::SIGCHLD => {
+                    return Ok(Some(r))
+                }
+                Some(_) => {}
+            }
+        }
     }
 
     /// Takes every signal already pending and returns the first interruption among them, if
@@ -114,8 +125,8 @@ impl Drop for SignalWatch {
 }
 
 /// `sigtimedwait(2)` until `deadline`: the next signal of `set` that is pending or arrives,
-/// or `None` at the deadline. The signals of `set` must be blocked. Async-signal-safe, so the
-/// child side uses it too.
+/// or `None` at the deadline. The signals of `set` must be blocked. Allocates nothing, on any
+/// path: the child side uses it too.
 pub fn wait_signal(set: &SigSet, deadline: Instant) -> Result<Option<Received>, Error> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -154,11 +165,7 @@ pub fn is_ignored(signal: Signal) -> Result<bool, Error> {
 
 /// Sets `signal` to be ignored (SIG_IGN) or to its default action (SIG_DFL).
 pub fn set_ignored(signal: Signal, ignored: bool) -> Result<(), Error> {
-    let handler = if ignored {
-        SigHandler::SigIgn
-    } else {
-        SigHandler::SigDfl
-    };
+    let handler = if ignored { SigHandler::SigIgn } else { SigHandler::SigDfl };
     // SAFETY: SIG_IGN and SIG_DFL install no handler code, so nothing can run unsafely in
     // signal context.
     unsafe { nix::sys::signal::signal(signal, handler) }
@@ -166,7 +173,7 @@ pub fn set_ignored(signal: Signal, ignored: bool) -> Result<(), Error> {
         .map_err(|e| Error::sys("signal", e))
 }
 
-/// Sends `signal` to `to`; the error names the signal and the target.
+/// Sends `signal` to `to`: `kill(2)`. Allocates nothing, on any path.
 pub fn send(to: Pid, signal: Signal) -> Result<(), Error> {
-    kill(to, signal).map_err(|e| Error::sys(&format!("kill({to}, {})", signal.as_str()), e))
+    kill(to, signal).map_err(|e| Error::sys("kill", e))
 }

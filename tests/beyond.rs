@@ -1,8 +1,6 @@
 //! The scenarios beyond the six: clone3 into a cgroup, pids.max, set_tid, process
 //! accounting, and the clone flag table. Root-only ones are `#[ignore]`d and run in the VM.
 
-use clone_cgroup::cli::Verdict;
-
 mod common;
 use common::*;
 
@@ -48,15 +46,8 @@ fn pids_max_allows_exactly_n_tasks_and_counts_the_refusal() {
         assert_eq!(run.code, 0, "{run}");
         let summary = run.summary();
         assert_eq!(summary.get("peak"), Some(max), "{run}");
-        assert_eq!(
-            summary.get("manager_outcome"),
-            Some(format!("exited:{max}").as_str()),
-            "{run}"
-        );
-        assert!(
-            summary.get("events_max").unwrap().parse::<u64>().unwrap() >= 1,
-            "{run}"
-        );
+        assert_eq!(summary.get("manager_outcome"), Some(format!("exited:{max}").as_str()), "{run}");
+        assert!(summary.get("events_max").unwrap().parse::<u64>().unwrap() >= 1, "{run}");
         assert!(run.stdout.contains("failed: EAGAIN"), "{run}");
         run.assert_nothing_left();
     }
@@ -72,18 +63,10 @@ fn set_tid_gives_the_chosen_pids_and_a_taken_pid_fails_with_eexist() {
     assert_eq!(run.code, 0, "{run}");
     let summary = run.summary();
     let chosen = summary.get("chosen").unwrap().to_string();
-    assert_eq!(
-        summary.get("nspid"),
-        Some(format!("{chosen},1").as_str()),
-        "{run}"
-    );
+    assert_eq!(summary.get("nspid"), Some(format!("{chosen},1").as_str()), "{run}");
     assert_eq!(summary.get("taken_pid_eexist"), Some("true"), "{run}");
     assert!(run.stdout.contains(&format!("NSpid: {chosen} 1")), "{run}");
-    assert!(
-        run.stdout
-            .contains("child[1]: 3. getpid() = 1, getppid() = 0"),
-        "{run}"
-    );
+    assert!(run.stdout.contains("child[1]: 3. getpid() = 1, getppid() = 0"), "{run}");
 }
 
 /// Accounting is one switch for the whole system: its tests take turns.
@@ -98,16 +81,9 @@ fn accounting_records_every_child_with_its_end_and_flags() {
     assert_eq!(run.code, 0, "{run}");
     assert_eq!(run.summary().get("missing"), Some("none"), "{run}");
     let row = |command: &str| {
-        run.stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with(command))
-            .unwrap_or("")
-            .to_string()
+        run.stdout.lines().find(|l| l.trim_start().starts_with(command)).unwrap_or("").to_string()
     };
-    assert!(
-        row("acct-killed").contains("signal 9 (SIGKILL) AFORK|AXSIG"),
-        "{run}"
-    );
+    assert!(row("acct-killed").contains("signal 9 (SIGKILL) AFORK|AXSIG"), "{run}");
     assert!(row("acct-exit3").contains("exit 3"), "{run}");
     assert!(row("true ").contains("exit 0             -"), "{run}");
 }
@@ -124,7 +100,9 @@ fn accounting_refuses_where_system_accounting_seems_on_unless_forced() {
         std::fs::write(system_file, b"").unwrap();
     }
     let refused = run("process_accounting", &[]);
-    let forced = run("process_accounting", &["--force"]);
+    // Forced only where the file is ours: where system accounting may really be on, --force
+    // would redirect it and leave it off, which a test must not do to a machine.
+    let forced = made_here.then(|| run("process_accounting", &["--force"]));
     if made_here {
         std::fs::remove_file(system_file).unwrap();
     }
@@ -135,5 +113,8 @@ fn accounting_refuses_where_system_accounting_seems_on_unless_forced() {
             .contains("pass --force, then restart it with `accton /var/log/account/pacct`"),
         "{refused}"
     );
-    assert_eq!(forced.code, 0, "{forced}");
+    match forced {
+        Some(forced) => assert_eq!(forced.code, 0, "{forced}"),
+        None => eprintln!("--force not run: {} existed before the test", system_file.display()),
+    }
 }

@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use clone_cgroup::cgroup::enable_controller;
-use clone_cgroup::cli::Verdict;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 
@@ -25,10 +24,7 @@ fn interrupt(name: &str, args: &[&str], when: &str, signal: Signal) {
     assert_eq!(run.code, 128 + signal as i32, "{run}");
     assert_eq!(run.summary().verdict, Verdict::Interrupted, "{run}");
     assert!(
-        run.stdout.contains(&format!(
-            "got {}; killed and reaped child {child}",
-            signal.as_str()
-        )),
+        run.stdout.contains(&format!("got {}; killed and reaped child {child}", signal.as_str())),
         "{run}"
     );
     assert!(!exists(child), "child {child} outlived the run");
@@ -38,12 +34,7 @@ fn interrupt(name: &str, args: &[&str], when: &str, signal: Signal) {
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn sigint_while_the_delayed_child_sleeps_before_the_move() {
-    interrupt(
-        "clone_waitpid_cgroup_memory",
-        &["--delay", "6000"],
-        "warmed up",
-        Signal::SIGINT,
-    );
+    interrupt("clone_waitpid_cgroup_memory", &["--delay", "6000"], "warmed up", Signal::SIGINT);
 }
 
 #[test]
@@ -91,11 +82,7 @@ fn ctrl_c_to_the_whole_process_group_is_handled_once_by_the_parent() {
     nix::sys::signal::killpg(running.pid(), Signal::SIGINT).unwrap();
     let run = running.finish();
     assert_eq!(run.code, 130, "{run}");
-    assert!(
-        run.stdout
-            .contains(&format!("got SIGINT; killed and reaped child {child}")),
-        "{run}"
-    );
+    assert!(run.stdout.contains(&format!("got SIGINT; killed and reaped child {child}")), "{run}");
     assert_eq!(run.stdout.matches("got SIGINT").count(), 1, "{run}");
     assert!(!exists(child), "child {child} outlived the run");
     run.assert_nothing_left();
@@ -108,17 +95,13 @@ fn a_parent_killed_outright_takes_its_child_along_and_the_next_run_cleans_up() {
     // Its own parent cgroup, where no other run sweeps away what this one leaves behind. The
     // root hands the memory controller down to it (no test may count on another to do that).
     enable_controller(&mount.path, "memory").unwrap();
-    let parent = mount
-        .path
-        .join(format!("killed-outright-{}", std::process::id()));
+    let parent = mount.path.join(format!("killed-outright-{}", std::process::id()));
     std::fs::create_dir(&parent).unwrap();
     let parent_arg = parent.to_str().unwrap();
     // Orphans are re-parented to us rather than to init, so we can see them die and reap them.
     nix::sys::prctl::set_child_subreaper(true).unwrap();
-    let mut running = Running::start(
-        "clone_waitpid_cgroup_memory",
-        &["--delay", "6000", "--parent", parent_arg],
-    );
+    let mut running =
+        Running::start("clone_waitpid_cgroup_memory", &["--delay", "6000", "--parent", parent_arg]);
     let child = running.child_pid();
     running.line_with("4. moved child");
     kill(running.pid(), Signal::SIGKILL).unwrap();
@@ -135,10 +118,7 @@ fn a_parent_killed_outright_takes_its_child_along_and_the_next_run_cleans_up() {
             other => break other,
         }
     };
-    assert_eq!(
-        status,
-        Ok(WaitStatus::Signaled(child, Signal::SIGKILL, false))
-    );
+    assert_eq!(status, Ok(WaitStatus::Signaled(child, Signal::SIGKILL, false)));
 
     // Its cgroup is left behind, empty; the next run finds and removes it.
     let stale = own_cgroups(&parent);
@@ -149,10 +129,8 @@ fn a_parent_killed_outright_takes_its_child_along_and_the_next_run_cleans_up() {
     let left = own_cgroups(&parent);
     std::fs::remove_dir(&parent).unwrap();
     assert_eq!(next.code, 0, "{next}");
-    let removed = format!(
-        "removed {}, left behind by a run that no longer exists",
-        stale[0].display()
-    );
+    let removed =
+        format!("removed {}, left behind by a run that no longer exists", stale[0].display());
     assert!(next.stdout.contains(&removed), "{next}");
     assert!(left.is_empty(), "{left:?}");
     next.assert_nothing_left();
@@ -165,21 +143,11 @@ fn a_child_that_does_not_end_in_time_is_killed_at_the_deadline() {
     let started = Instant::now();
     // The parent moves the child at 6 s and then waits at most 1 s; the child would end on
     // its own only after 12 s.
-    let run = run(
-        "clone_waitpid_cgroup_memory",
-        &["--delay", "12000", "--timeout", "1"],
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(12),
-        "took {:?}",
-        started.elapsed()
-    );
+    let run = run("clone_waitpid_cgroup_memory", &["--delay", "12000", "--timeout", "1"]);
+    assert!(started.elapsed() < Duration::from_secs(12), "took {:?}", started.elapsed());
     assert_eq!(run.code, 1, "{run}");
     assert_eq!(run.summary().verdict, Verdict::NotAsClaimed);
-    assert!(
-        run.stdout.contains("still running after 1s; killed it"),
-        "{run}"
-    );
+    assert!(run.stdout.contains("still running after 1s; killed it"), "{run}");
     run.assert_nothing_left();
 }
 
@@ -188,19 +156,10 @@ fn a_child_that_does_not_end_in_time_is_killed_at_the_deadline() {
 fn a_child_that_waits_in_vain_for_sigusr1_gives_up_and_says_so() {
     require_cgroup2();
     // The parent holds the ready child longer than the child's own bound.
-    let run = run(
-        "clone_wait_signal_cgroup_memory",
-        &["--delay", "4000", "--timeout", "1"],
-    );
+    let run = run("clone_wait_signal_cgroup_memory", &["--delay", "4000", "--timeout", "1"]);
     assert_eq!(run.code, 1, "{run}");
-    assert!(
-        run.stdout.contains("no SIGUSR1 within 1 s; giving up"),
-        "{run}"
-    );
-    assert!(
-        run.stdout.contains("ended while it waited; not moved"),
-        "{run}"
-    );
+    assert!(run.stdout.contains("no SIGUSR1 within 1 s; giving up"), "{run}");
+    assert!(run.stdout.contains("ended while it waited; not moved"), "{run}");
     assert_eq!(run.summary().get("outcome"), Some("exited:70"), "{run}");
     run.assert_nothing_left();
 }
@@ -216,11 +175,7 @@ fn a_sigkill_from_someone_else_is_not_taken_for_the_oom_killer() {
     let run = running.finish();
     // Killed by SIGKILL, as claimed, but not by the kernel: oom_kill 0, so not as claimed.
     assert_eq!(run.code, 1, "{run}");
-    assert_eq!(
-        run.summary().get("outcome"),
-        Some("killed:SIGKILL"),
-        "{run}"
-    );
+    assert_eq!(run.summary().get("outcome"), Some("killed:SIGKILL"), "{run}");
     assert_eq!(run.summary().get("oom_kill"), Some("0"), "{run}");
     run.assert_nothing_left();
 }

@@ -1,8 +1,6 @@
 //! The two measuring binaries run, on tiny inputs, and print well-formed tables. Their
 //! numbers are not checked: speed belongs to benchmarks, not tests.
 
-use clone_cgroup::cli::Verdict;
-
 mod common;
 use common::*;
 
@@ -19,15 +17,7 @@ fn rows<'a>(run: &'a Run, names: &[&str]) -> Vec<Vec<&'a str>> {
 fn spawn_bench_prints_one_row_per_method_and_size() {
     let run = run("spawn_bench", &["-n", "3", "--sizes", "1,2"]);
     assert_eq!(run.code, 0, "{run}");
-    let methods = [
-        "fork",
-        "vfork",
-        "clone",
-        "clone3",
-        "fork+exec",
-        "vfork+exec",
-        "posix_spawn",
-    ];
+    let methods = ["fork", "vfork", "clone", "clone3", "fork+exec", "vfork+exec", "posix_spawn"];
     let table = rows(&run, &methods);
     assert_eq!(table.len(), 14, "{run}");
     for row in &table {
@@ -41,6 +31,17 @@ fn spawn_bench_prints_one_row_per_method_and_size() {
     }
     assert_eq!(table[0][6], "1.00", "fork is the reference: {run}");
     assert_eq!(run.summary().get("rows"), Some("14"));
+}
+
+#[test]
+fn spawn_bench_stops_on_sigterm_after_its_row_with_128_plus_the_signal() {
+    let mut running = Running::start("spawn_bench", &["-n", "20000", "--sizes", "1"]);
+    running.line_with("fork ");
+    nix::sys::signal::kill(running.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let run = running.finish();
+    assert_eq!(run.code, 128 + 15, "{run}");
+    assert_eq!(run.summary().verdict, Verdict::Interrupted, "{run}");
+    run.assert_nothing_left();
 }
 
 #[test]
@@ -63,10 +64,16 @@ fn cgroup_race_prints_a_row_per_delay_and_placement() {
     for row in &table {
         assert!(row.iter().any(|w| w.contains('/')), "{row:?}");
     }
-    assert!(
-        table[2].contains(&"2/2") && table[3].contains(&"2/2"),
-        "{run}"
-    );
+    assert!(table[2].contains(&"2/2") && table[3].contains(&"2/2"), "{run}");
+    // Where the kernel has favordynmods, the signal-synced pair ran with it too, every time
+    // as claimed; where not, the row says so.
+    let favordynmods = rows(&run, &["favordynmods,", "favordynmods"]);
+    assert_eq!(favordynmods.len(), 1, "{run}");
+    match run.summary().get("favordynmods") {
+        Some("measured") => assert!(favordynmods[0].contains(&"2/2"), "{run}"),
+        Some("not-offered") => assert!(run.stdout.contains("not offered by this kernel"), "{run}"),
+        other => panic!("favordynmods={other:?}: {run}"),
+    }
     // Its runs are processes of its group; their cgroups carry their own pids.
     run.assert_nothing_left();
     assert_eq!(stale_cgroups(&mount), Vec::<std::path::PathBuf>::new());

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use clone_cgroup::cgroup::enable_controller;
-use clone_cgroup::cli::Verdict;
 
 mod common;
 use common::*;
@@ -91,11 +90,7 @@ fn clone_waitpid_names_the_sysctls_when_user_namespaces_are_restricted() {
     let run = run_as_nobody("clone_waitpid", &[]);
     fs::write(limit, saved.trim()).unwrap();
     assert_refused(&run, "user.max_user_namespaces");
-    assert!(
-        run.stderr
-            .contains("kernel.apparmor_restrict_unprivileged_userns"),
-        "{run}"
-    );
+    assert!(run.stderr.contains("kernel.apparmor_restrict_unprivileged_userns"), "{run}");
 }
 
 #[test]
@@ -103,10 +98,8 @@ fn clone_waitpid_names_the_sysctls_when_user_namespaces_are_restricted() {
 fn no_cgroup2_mount_is_named_as_such() {
     require_cgroup2();
     // A private mount namespace without the cgroup2 mount; the VM's own stays as it is.
-    let script = format!(
-        "umount /sys/fs/cgroup && exec {}",
-        bin("clone_waitpid_cgroup_memory").display()
-    );
+    let script =
+        format!("umount /sys/fs/cgroup && exec {}", bin("clone_waitpid_cgroup_memory").display());
     let run = run_command(Command::new("unshare").args([
         "-m",
         "--propagation",
@@ -132,18 +125,10 @@ fn bad_cgroup_and_parent_paths_are_refused_before_any_write() {
     symlink("/proc", &link).unwrap();
     let dotdot = format!("{}/../../../tmp", mount.path.display());
     let cases: [(&str, &str, &str); 7] = [
-        (
-            "--cgroup",
-            "/nonexistent/cgroup",
-            "No such file or directory",
-        ),
+        ("--cgroup", "/nonexistent/cgroup", "No such file or directory"),
         ("--cgroup", "/tmp", "is not a cgroup v2 directory"),
         ("--cgroup", &dotdot, "is not a cgroup v2 directory"),
-        (
-            "--cgroup",
-            link.to_str().unwrap(),
-            "is not a cgroup v2 directory",
-        ),
+        ("--cgroup", link.to_str().unwrap(), "is not a cgroup v2 directory"),
         ("--cgroup", mount.path.to_str().unwrap(), "already holds"),
         ("--parent", "/tmp", "is not a cgroup v2 directory"),
         ("--parent", &dotdot, "is not a cgroup v2 directory"),
@@ -179,25 +164,15 @@ fn a_parent_without_the_controller_gets_it_or_the_exact_fix() {
     fs::remove_dir(&parent).unwrap();
 
     assert_eq!(run.code, 0, "{run}");
-    assert!(
-        run.stdout
-            .contains(&format!("wrote \"+memory\" to {}", control.display())),
-        "{run}"
-    );
+    assert!(run.stdout.contains(&format!("wrote \"+memory\" to {}", control.display())), "{run}");
     assert!(enabled.contains("memory"), "{enabled:?}");
-    assert_refused(
-        &refused,
-        &format!("fix: echo +memory > {}", control.display()),
-    );
+    assert_refused(&refused, &format!("fix: echo +memory > {}", control.display()));
 }
 
 /// A run of the signal-synced placement, which does not bet on timing as the delayed one does
 /// (other tests, running meanwhile, could make it lose).
 fn run_with_parent(parent: &Path) -> Run {
-    run(
-        "clone_wait_signal_cgroup_memory",
-        &["--parent", parent.to_str().unwrap()],
-    )
+    run("clone_wait_signal_cgroup_memory", &["--parent", parent.to_str().unwrap()])
 }
 
 #[test]
@@ -207,11 +182,7 @@ fn a_parent_with_processes_is_refused_with_the_no_internal_process_rule() {
     enable_controller(&mount.path, "memory").unwrap();
     let parent = mount.path.join("busy-parent");
     fs::create_dir(&parent).unwrap();
-    let mut sleeper = Command::new("sleep")
-        .arg("30")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sleeper = Command::new("sleep").arg("30").stdout(Stdio::null()).spawn().unwrap();
     fs::write(parent.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
     let run = run_with_parent(&parent);
     sleeper.kill().unwrap();

@@ -6,16 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use clone_cgroup::cli::Verdict;
-
 mod common;
 use common::*;
 
 fn from_env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|n| n.parse().ok()).unwrap_or(default)
 }
 
 /// The kernel's own report of an OOM kill in `run`, from its log: which cgroup, what it
@@ -45,9 +40,8 @@ fn every_memory_scenario_many_times_in_one_boot() {
     // STRESS_SCENARIOS narrows the run to some scenarios, when chasing a rare outcome.
     let only = std::env::var("STRESS_SCENARIOS").unwrap_or_default();
     let mut unexpected = Vec::new();
-    for name in MEMORY_SCENARIOS
-        .into_iter()
-        .filter(|n| only.is_empty() || only.split(',').any(|o| o == *n))
+    for name in
+        MEMORY_SCENARIOS.into_iter().filter(|n| only.is_empty() || only.split(',').any(|o| o == *n))
     {
         let started = Instant::now();
         let mut tally: BTreeMap<String, usize> = BTreeMap::new();
@@ -66,19 +60,11 @@ fn every_memory_scenario_many_times_in_one_boot() {
                 unexpected.push(format!("{name} run {i}: {run}{}", kernel_log_of(run)));
             }
         }
-        eprintln!(
-            "stress {name}: {runs} runs, {jobs} at a time, in {:.1?}",
-            started.elapsed()
-        );
+        eprintln!("stress {name}: {runs} runs, {jobs} at a time, in {:.1?}", started.elapsed());
         for (outcome, count) in &tally {
             eprintln!("stress {name}:   {count:>4} x {outcome}");
         }
     }
     assert_eq!(stale_cgroups(&mount), Vec::<std::path::PathBuf>::new());
-    assert!(
-        unexpected.is_empty(),
-        "{} unexpected:\n{}",
-        unexpected.len(),
-        unexpected.join("\n")
-    );
+    assert!(unexpected.is_empty(), "{} unexpected:\n{}", unexpected.len(), unexpected.join("\n"));
 }

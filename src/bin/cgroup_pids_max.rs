@@ -9,18 +9,19 @@
 //! manager to end them. The manager's exit status is the number of tasks it saw at the peak.
 //! Expect `fork #N failed: EAGAIN`, `pids.current = N`, `pids.events: max 1`, exit status 0.
 
+#[path = "shared/cli.rs"]
+#[allow(dead_code)] // each binary uses a part of the shared command line
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clone_cgroup::cgroup::parse_flat_keyed;
+use cli::{for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict};
+use clone_cgroup::cgroup::{self, parse_flat_keyed};
 use clone_cgroup::child_say;
-use clone_cgroup::cli::{
-    for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict,
-};
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
 use clone_cgroup::process::{die_with_parent, fork_child, kill_and_reap, Outcome};
-use clone_cgroup::scenarios::prepare_cgroup;
 use clone_cgroup::sync::{self, wait_signal, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -40,13 +41,18 @@ const SCENARIO: Scenario = Scenario {
 /// The manager's exit status when fork failed with something other than EAGAIN.
 const UNEXPECTED_FORK_ERROR: i32 = 99;
 
+/// The largest `--max`: the manager's list of children is allocated for this many.
+const MAX_TASKS: usize = 64;
+
 fn run(args: &[String]) -> Result<Summary, Error> {
     let (mut max, mut timeout, mut parent) = (4, Duration::from_secs(30), None::<PathBuf>);
-    for_each_option(args, |name, value| {
+    for_each_option(args, |name, opt| {
         match name {
-            "--max" => max = parse_number(name, &value()?, 1, 64)? as usize,
-            "--timeout" => timeout = Duration::from_secs(parse_number(name, &value()?, 1, 3600)?),
-            "--parent" => parent = Some(PathBuf::from(value()?)),
+            "--max" => max = parse_number(name, &opt.value()?, 1, MAX_TASKS as u64)? as usize,
+            "--timeout" => {
+                timeout = Duration::from_secs(parse_number(name, &opt.value()?, 1, 3600)?)
+            }
+            "--parent" => parent = Some(PathBuf::from(opt.value()?)),
             other => return Err(unknown_option(other)),
         }
         Ok(())
@@ -55,23 +61,24 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     // 1. A cgroup with the pids controller and pids.max = N.
     let watch = SignalWatch::install()?;
-    let cgroup = prepare_cgroup("pids", parent.as_deref(), None)?;
+    let (cgroup, notes) = cgroup::prepare("pids", parent.as_deref(), None)?;
+    for note in notes {
+        println!("parent[{me}]: 1. {note}");
+    }
     cgroup.write("pids.max", &max.to_string())?;
-    println!(
-        "parent[{me}]: 1. pids.max = {}",
-        cgroup.read("pids.max")?.trim()
-    );
+    println!("parent[{me}]: 1. pids.max = {}", cgroup.read("pids.max")?.trim());
 
-    // 2. The manager is born inside the cgroup: it is task 1 of N.
-    let dir = std::fs::File::open(cgroup.path())
-        .map_err(|e| Error::io(&format!("failed to open {}", cgroup.path().display()), e))?;
+    // 2. The manager is born inside the cgroup (clone3 with CLONE_INTO_CGROUP): it is task 1
+    //    of N. Its list of children is allocated here, before it exists: a child allocates
+    //    nothing.
+    let dir = cgroup.open_path()?;
     let deadline = Instant::now() + timeout;
     let mut go = SigSet::empty();
     go.add(PARENT_TO_CHILD);
-    let manager = || -> i32 {
+    let mut children: Vec<Pid> = Vec::with_capacity(MAX_TASKS);
+    let manager = move || -> i32 {
         die_with_parent(me);
         let manager = getpid();
-        let mut children: Vec<Pid> = Vec::with_capacity(64);
         // 3. Fork until the kernel says no. Each child just waits to be killed.
         let failure = loop {
             let forked = fork_child(|| {
@@ -97,15 +104,15 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             children.len() + 1,
             failure.desc()
         );
-        let peak = children.len() as i32 + 1;
         // 5. Hold everyone until the parent has counted, then end them.
         let _ = sync::send(me, CHILD_TO_PARENT);
         let _ = wait_signal(&go, deadline);
-        for child in children {
-            let _ = kill_and_reap(child);
+        child_say!("manager[{manager}]: 5. told to go on: killing its {} children", children.len());
+        for child in &children {
+            let _ = kill_and_reap(*child);
         }
         if failure == Errno::EAGAIN {
-            peak
+            children.len() as i32 + 1
         } else {
             UNEXPECTED_FORK_ERROR
         }
@@ -128,10 +135,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             sync::send(pid, PARENT_TO_CHILD)?;
             Some((current, procs.len()))
         }
-        Some(r) if r.is_interruption() => {
-            drop(child);
-            return Err(Error::Interrupted(r.signal));
-        }
+        Some(r) if r.is_interruption() => return Err(child.interrupted(r.signal)),
         _ => {
             println!("parent[{me}]: 4. the manager never reported a full cgroup");
             None
@@ -139,17 +143,14 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     };
 
     // 6. The manager's end, and the kernel's count of refused forks.
-    let ended = child.wait(&watch, timeout).map_err(|f| f.into_error())?;
+    let ended = child.wait(&watch, timeout, |_| {})?;
     println!("parent[{me}]: 6. waitid(P_PIDFD): {:?}", ended.status);
     let events = cgroup.read("pids.events")?;
     let refused = parse_flat_keyed(&events)
         .into_iter()
         .find(|(key, _)| key == "max")
         .map_or(0, |(_, value)| value);
-    println!(
-        "parent[{me}]: 6. pids.events: {}",
-        events.trim().replace('\n', ", ")
-    );
+    println!("parent[{me}]: 6. pids.events: {}", events.trim().replace('\n', ", "));
     let path = cgroup.path().to_path_buf();
     cgroup.remove()?;
     println!("parent[{me}]: 7. removed {}", path.display());

@@ -1,19 +1,36 @@
 //! clone3_into_cgroup_memory: clone3 with CLONE_INTO_CGROUP and CLONE_PIDFD, with a child that
 //! needs less than 4 KiB.
 //!
-//! The child is born inside a new cgroup with memory.max = 4096: no delay, no handshake,
-//! nothing to race. It runs on a stack the parent already paid for and writes
-//! 3000 bytes, one new page. Expect `waitid(P_PIDFD): Exited(Pid(N), 0)`,
-//! `oom_kill 0`, `memory.peak: 4096 bytes`, exit status 0.
-//! The parent polls the child's pidfd and reaps it with waitid(P_PIDFD).
+//! Usage: `sudo cargo run --bin clone3_into_cgroup_memory -- [OPTIONS]` (see `--help`; Linux
+//! 5.7 or later, x86-64)
 //!
-//! The steps are in `clone_cgroup::scenarios::clone3_into_cgroup`. Run it with `sudo` on a
-//! cgroup v2 host with Linux 5.7 or later (x86-64).
+//! The child is born inside a new cgroup with memory.max = 4096: no delay, no handshake,
+//! nothing to race. Charged from its first instruction on, it runs on a stack the parent
+//! already paid for (mapped shared, written beforehand) and writes 3000 bytes, one new page.
+//! The parent polls the child's pidfd and reaps it with waitid(P_PIDFD). Expect
+//! `waitid(P_PIDFD): Exited(Pid(N), 0)`, `oom_kill 0`, `memory.peak: 4096 bytes`, exit
+//! status 0. This file is also the story of clone3_into_cgroup_memory_fail, whose child
+//! writes 1 MiB.
 
+#[path = "shared/cli.rs"]
+#[allow(dead_code)] // each binary uses a part of the shared command line
+pub(crate) mod cli;
+
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clone_cgroup::cli::{Scenario, MEMORY_OPTIONS_HELP};
-use clone_cgroup::scenarios::{clone3_into_cgroup, Claim};
+use cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
+use clone_cgroup::cgroup;
+use clone_cgroup::child_say;
+use clone_cgroup::clone3::{clone3_child_on_stack, not_offered, CloneArgs, Flags};
+use clone_cgroup::memory::{pages_word, Reservation};
+use clone_cgroup::process::describe_status;
+use clone_cgroup::sync::SignalWatch;
+use clone_cgroup::Error;
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::unistd::{getpid, Pid};
 
 const SCENARIO: Scenario = Scenario {
     name: "clone3_into_cgroup_memory",
@@ -22,6 +39,119 @@ const SCENARIO: Scenario = Scenario {
     options: MEMORY_OPTIONS_HELP,
 };
 
+/// The child's stack: a line of output and a loop need little.
+const STACK_SIZE: usize = 64 << 10;
+
+/// The cgroup of process `pid` in the v2 hierarchy, from `/proc/PID/cgroup` (`0::/path`).
+fn cgroup_of(pid: Pid) -> Result<String, Error> {
+    let file = format!("/proc/{pid}/cgroup");
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| Error::io(&format!("failed to read {file}"), e))?;
+    Ok(text.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("?").to_string())
+}
+
 fn main() -> ExitCode {
-    SCENARIO.main(|args| clone3_into_cgroup(SCENARIO.name, Claim::Survives, args))
+    SCENARIO.main(|args| run(SCENARIO.name, Claim::Survives, args))
+}
+
+/// The story, for the small child and (from clone3_into_cgroup_memory_fail) the big one.
+pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Error> {
+    let options = MemoryOptions::parse(args, claim.defaults(Duration::ZERO))?;
+    let alloc = options.alloc;
+    let me = getpid();
+
+    // 1. Block SIGCHLD and the interruptions; refuse early if this machine cannot run the
+    //    scenario; create the cgroup and set its limit.
+    let watch = SignalWatch::install()?;
+    let (cgroup, notes) =
+        cgroup::prepare("memory", options.parent.as_deref(), options.cgroup.as_deref())?;
+    for note in notes {
+        println!("parent[{me}]: 1. {note}");
+    }
+    let swap = cgroup.limit_memory(options.limit)?;
+    println!(
+        "parent[{me}]: 1. memory.max = {}{}",
+        cgroup.read("memory.max")?.trim(),
+        if swap { ", memory.swap.max = 0" } else { "" }
+    );
+    let events_before = cgroup.memory_events()?;
+    if let Some(signal) = watch.pending_interruption()? {
+        return Err(Error::Interrupted(signal));
+    }
+
+    // 2. Everything the child will use is prepared, and paid for, here: its stack (shared,
+    //    written now) and its buffer's page tables. The cgroup is named by a descriptor of its
+    //    directory, opened O_PATH.
+    let mut buffer = Reservation::with_shared_stack(alloc as usize, STACK_SIZE)?;
+    buffer.build_page_tables();
+    let stack = buffer.shared_stack().expect("a shared stack was asked for");
+    let cgroup_dir = cgroup.open_path()?;
+    let clone_args = CloneArgs::new(Signal::SIGCHLD).pidfd().into_cgroup(&cgroup_dir);
+    let flags = clone_args.flag_set();
+    println!(
+        "parent[{me}]: 2. clone3(flags = {flags} = {:#x}, cgroup = fd {})",
+        flags.0,
+        cgroup_dir.as_raw_fd()
+    );
+    let mut body = || {
+        // 3. Born in the cgroup: no parking, no signal. This line and the buffer are all it
+        //    writes.
+        child_say!(
+            "child[{}]: 3. born in the cgroup; writing {alloc} bytes of new memory",
+            getpid()
+        );
+        let pages = buffer.touch(alloc as usize);
+        // 4. (Only a child that fits gets here.)
+        child_say!(
+            "child[{}]: 4. wrote {alloc} bytes ({pages} new {}); exiting 0",
+            getpid(),
+            pages_word(pages)
+        );
+        0
+    };
+    // SAFETY: this program starts no threads; the child runs on the 64 KiB shared stack, writes
+    // only that stack and the buffer, and then ends.
+    let started = unsafe { clone3_child_on_stack(&clone_args, stack, &mut body) };
+    let mut child = match started {
+        Ok(child) => child,
+        Err(Error::Sys { errno, .. }) if not_offered(errno).is_some() => {
+            return Err(Error::cannot_run(not_offered(errno).unwrap_or_default()))
+        }
+        Err(Error::Sys { errno: Errno::EINVAL, .. }) if flags.contains(Flags::INTO_CGROUP) => {
+            return Err(Error::cannot_run(
+                "clone3 refused CLONE_INTO_CGROUP (EINVAL): it needs Linux 5.7 and a cgroup v2 \
+                 directory",
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    let pid = child.pid();
+    println!(
+        "parent[{me}]: 2. clone3 returned child {pid} and pidfd {}; /proc/{pid}/cgroup says {}",
+        child.pidfd().map_or(-1, |fd| fd.as_raw_fd()),
+        cgroup_of(pid).unwrap_or_else(|_| "(gone)".into())
+    );
+
+    // 5. poll() the pidfd until it is readable (the child has ended), then waitid(P_PIDFD),
+    //    which can reap this child and no other.
+    let ended = child.wait(&watch, options.timeout, |_| {})?;
+    println!("parent[{me}]: 5. poll: pidfd readable; waitid(P_PIDFD): {:?}", ended.status);
+    println!("parent[{me}]:    {}: {}", describe_status(ended.status), ended.outcome);
+
+    // 6. The kernel's own evidence.
+    let evidence = cgroup.memory_evidence(ended, events_before)?;
+    println!("parent[{me}]: 6. memory.events: {}", evidence.events);
+    println!("parent[{me}]: 6. memory.peak: {}", evidence.peak_text());
+
+    // 7. Remove the cgroup (if it is ours).
+    let path = cgroup.path().to_path_buf();
+    if cgroup.is_owned() {
+        cgroup.remove()?;
+        println!("parent[{me}]: 7. removed {}", path.display());
+    }
+    // Born there: no time outside the cgroup.
+    Ok(claim
+        .summary(scenario, &options, &evidence, true)
+        .field("placement", "clone3")
+        .field("clone_to_cgroup_us", 0))
 }

@@ -1,20 +1,22 @@
-//! clone3_into_cgroup_memory_fail: clone3 with CLONE_INTO_CGROUP and CLONE_PIDFD, with a child that
-//! needs 1 MiB.
+//! clone3_into_cgroup_memory_fail: clone3 with CLONE_INTO_CGROUP and CLONE_PIDFD, with a child
+//! that needs 1 MiB.
 //!
-//! The child is born inside a new cgroup with memory.max = 4096: no delay, no handshake,
-//! nothing to race. It runs on a stack the parent already paid for and writes
-//! 1 MiB; the OOM killer ends it. Expect
-//! `waitid(P_PIDFD): Signaled(Pid(N), SIGKILL, false)`, `oom_kill 1`, exit status 0 (the kill is
-//! the claim).
-//! The parent polls the child's pidfd and reaps it with waitid(P_PIDFD).
+//! Usage: `sudo cargo run --bin clone3_into_cgroup_memory_fail -- [OPTIONS]` (see `--help`;
+//! Linux 5.7 or later, x86-64)
 //!
-//! The steps are in `clone_cgroup::scenarios::clone3_into_cgroup`. Run it with `sudo` on a
-//! cgroup v2 host with Linux 5.7 or later (x86-64).
+//! The story of clone3_into_cgroup_memory, told by the same file, with one thing changed: the
+//! child, born in the 4 KiB cgroup, writes 1 MiB, and the OOM killer ends it before its step
+//! 4. Expect `waitid(P_PIDFD): Signaled(Pid(N), SIGKILL, false)`, `oom_kill 1`, exit status 0
+//! (the kill is the claim).
 
 use std::process::ExitCode;
 
-use clone_cgroup::cli::{Scenario, MEMORY_OPTIONS_HELP};
-use clone_cgroup::scenarios::{clone3_into_cgroup, Claim};
+use story::cli::{Claim, Scenario, MEMORY_OPTIONS_HELP};
+
+// The story, shared: its own `main` and `SCENARIO` are the small child's, unused here.
+#[allow(dead_code)]
+#[path = "clone3_into_cgroup_memory.rs"]
+mod story;
 
 const SCENARIO: Scenario = Scenario {
     name: "clone3_into_cgroup_memory_fail",
@@ -24,5 +26,5 @@ const SCENARIO: Scenario = Scenario {
 };
 
 fn main() -> ExitCode {
-    SCENARIO.main(|args| clone3_into_cgroup(SCENARIO.name, Claim::KilledByKernel, args))
+    SCENARIO.main(|args| story::run(SCENARIO.name, Claim::KilledByKernel, args))
 }

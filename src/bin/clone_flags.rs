@@ -15,12 +15,16 @@
 //! and exit status 0. The original demonstration of this is demo_clone in The Linux
 //! Programming Interface (chapter 28).
 
+#[path = "shared/cli.rs"]
+#[allow(dead_code)] // each binary uses a part of the shared command line
+mod cli;
+
 use std::fs::File;
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
+use cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::process::{vfork_child, ChildStack, Outcome};
 use clone_cgroup::sync::{is_ignored, set_ignored};
 use clone_cgroup::Error;
@@ -107,10 +111,7 @@ fn reached_parent(row: &Row, flags: CloneFlags) -> Result<bool, Error> {
     };
     let ended = vfork_child(&mut child, &mut stack, flags)?;
     if ended.outcome != Outcome::Exited(0) {
-        return Err(Error::Failed(format!(
-            "the {} child {}",
-            row.flag, ended.outcome
-        )));
+        return Err(Error::Failed(format!("the {} child {}", row.flag, ended.outcome)));
     }
 
     // Look, then put everything back.
@@ -144,22 +145,13 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         "parent[{me}]: each child runs with CLONE_VFORK added; the parent looks after it ends"
     );
     println!();
-    println!(
-        "{:<15} {:<38} {:<15} without",
-        "flag", "the child", "with the flag"
-    );
+    println!("{:<15} {:<38} {:<15} without", "flag", "the child", "with the flag");
     let mut as_claimed = true;
     let mut summary = Summary::new(SCENARIO.name, Verdict::AsClaimed);
     for row in &ROWS {
         let with = reached_parent(row, row.with)?;
         let without = reached_parent(row, row.without)?;
-        println!(
-            "{:<15} {:<38} {:<15} {}",
-            row.flag,
-            row.child_does,
-            word(with),
-            word(without)
-        );
+        println!("{:<15} {:<38} {:<15} {}", row.flag, row.child_does, word(with), word(without));
         as_claimed &= with && !without;
         summary = summary.field(row.flag, format!("{}/{}", word(with), word(without)));
     }

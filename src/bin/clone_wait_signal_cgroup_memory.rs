@@ -1,22 +1,38 @@
 //! clone_wait_signal_cgroup_memory: the signal-synced placement, with a child that needs less
 //! than 4 KiB.
 //!
+//! Usage: `sudo cargo run --bin clone_wait_signal_cgroup_memory -- [OPTIONS]` (see `--help`)
+//!
 //! The parent blocks SIGUSR1, SIGUSR2 and SIGCHLD, creates a cgroup with memory.max = 4096 and
 //! clones a child, which inherits the blocked mask. The child warms up, sends SIGUSR2
 //! ("ready") and waits in sigtimedwait for SIGUSR1. The parent moves it and sends SIGUSR1; the
 //! child writes 3000 bytes (one new page) and sends SIGUSR2 again ("done"). Because the
-//! signals are blocked before clone, none can be lost, whoever runs first. Expect
-//! `waitpid: Exited(Pid(N), 0)`, `done signal ... arrived`, `oom_kill 0`, exit status 0, and
-//! `memory.peak: 8192 bytes`: the "done" signal is queued from inside the cgroup, and the
-//! kernel charges its queue entry there, past the limit, because it may not refuse it.
+//! signals are blocked before clone, none can be lost, whoever runs first; nothing is left to
+//! timing. Expect `waitpid: Exited(Pid(N), 0)`, `done signal ... arrived`, `oom_kill 0`, exit
+//! status 0, and `memory.peak: 8192 bytes`: the "done" signal is queued from inside the
+//! cgroup, and the kernel (since 5.15) charges its queue entry there, past the limit,
+//! because it may not refuse it.
 //!
-//! The steps are in `clone_cgroup::scenarios::signal_synced`. Run it with `sudo` on a cgroup
-//! v2 host.
+//! This file is also the story of clone_wait_signal_cgroup_memory_fail, whose child writes
+//! 1 MiB.
+
+#[path = "shared/cli.rs"]
+#[allow(dead_code)] // each binary uses a part of the shared command line
+pub(crate) mod cli;
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use clone_cgroup::cli::{Scenario, MEMORY_OPTIONS_HELP};
-use clone_cgroup::scenarios::{signal_synced, Claim};
+use cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
+use clone_cgroup::cgroup;
+use clone_cgroup::child_say;
+use clone_cgroup::memory::{self, pages_word, STACK_SIZE};
+use clone_cgroup::process::{clone_child, describe_status, die_with_parent, Child, ChildStack};
+use clone_cgroup::sync::{self, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
+use clone_cgroup::Error;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::getpid;
 
 const SCENARIO: Scenario = Scenario {
     name: "clone_wait_signal_cgroup_memory",
@@ -26,6 +42,170 @@ const SCENARIO: Scenario = Scenario {
     options: MEMORY_OPTIONS_HELP,
 };
 
+/// The exit status of a child whose own setup failed, or that was never told to go (it says
+/// why): BSD's EX_SOFTWARE.
+const CHILD_SETUP_FAILED: i32 = 70;
+
 fn main() -> ExitCode {
-    SCENARIO.main(|args| signal_synced(SCENARIO.name, Claim::Survives, args))
+    SCENARIO.main(|args| run(SCENARIO.name, Claim::Survives, args))
+}
+
+/// The story, for the small child and (from clone_wait_signal_cgroup_memory_fail) the big one.
+pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Error> {
+    let options = MemoryOptions::parse(args, claim.defaults(Duration::ZERO))?;
+    let (alloc, timeout) = (options.alloc, options.timeout);
+    let me = getpid();
+
+    // 1. Block SIGUSR1, SIGUSR2, SIGCHLD and the interruptions *before* clone: the child
+    //    inherits the mask, so a signal sent before its receiver waits stays pending instead
+    //    of being lost (or killing it: the default action of SIGUSR1 is to terminate). Then
+    //    refuse early if this machine cannot run the scenario; create the cgroup, set its limit.
+    let watch = SignalWatch::install()?;
+    println!(
+        "parent[{me}]: 1. SIGUSR1, SIGUSR2 and SIGCHLD are blocked; the child inherits the mask"
+    );
+    let (cgroup, notes) =
+        cgroup::prepare("memory", options.parent.as_deref(), options.cgroup.as_deref())?;
+    for note in notes {
+        println!("parent[{me}]: 1. {note}");
+    }
+    let swap = cgroup.limit_memory(options.limit)?;
+    println!(
+        "parent[{me}]: 1. memory.max = {}{}",
+        cgroup.read("memory.max")?.trim(),
+        if swap { ", memory.swap.max = 0" } else { "" }
+    );
+    let events_before = cgroup.memory_events()?;
+    if let Some(signal) = watch.pending_interruption()? {
+        return Err(Error::Interrupted(signal));
+    }
+
+    // 2. Clone an ordinary child, with a copy of our memory and our blocked mask.
+    let mut stack = ChildStack::new(STACK_SIZE)?;
+    let mut go = SigSet::empty();
+    go.add(PARENT_TO_CHILD);
+    let mut body = || {
+        die_with_parent(me);
+        // 3. Everything that costs memory, while still in our cgroup; then "ready".
+        let mut buffer = match memory::warm_up(alloc as usize) {
+            Ok(buffer) => buffer,
+            Err(e) => {
+                child_say!("child[{}]: cannot reserve {alloc} bytes: {e}", getpid());
+                return CHILD_SETUP_FAILED;
+            }
+        };
+        child_say!(
+            "child[{}]: 3. warmed up, reserved {alloc} bytes; SIGUSR2 to {me}: ready",
+            getpid()
+        );
+        if sync::send(me, CHILD_TO_PARENT).is_err() {
+            return CHILD_SETUP_FAILED;
+        }
+        // 5. SIGUSR1 means "moved". Bounded: a parent that never answers does not leave us
+        //    waiting forever.
+        if !matches!(sync::wait_signal(&go, Instant::now() + timeout), Ok(Some(_))) {
+            child_say!("child[{}]: no SIGUSR1 within {} s; giving up", getpid(), timeout.as_secs());
+            return CHILD_SETUP_FAILED;
+        }
+        child_say!(
+            "child[{}]: 5. got SIGUSR1: moved; writing {alloc} bytes of new memory",
+            getpid()
+        );
+        let pages = buffer.touch(alloc as usize);
+        // 6. (Only a child that fits gets here.) "done": a signal queued from inside the cgroup.
+        child_say!(
+            "child[{}]: 6. wrote {alloc} bytes ({pages} new {}); SIGUSR2: done",
+            getpid(),
+            pages_word(pages)
+        );
+        if sync::send(me, CHILD_TO_PARENT).is_err() {
+            return CHILD_SETUP_FAILED;
+        }
+        0
+    };
+    let pid = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
+    let cloned = Instant::now();
+    let mut child = Child::adopt(pid);
+    println!("parent[{me}]: 2. clone() returned child {pid}");
+
+    // 4. Wait, bounded, for "ready"; let the child wait --delay ms to show that timing no
+    //    longer matters; move it (write its pid to cgroup.procs); say "go".
+    let mut in_cgroup = None;
+    match watch.expect(CHILD_TO_PARENT, pid, Instant::now() + timeout)? {
+        Some(r) if r.is_interruption() => return Err(child.interrupted(r.signal)),
+        Some(r) if r.signal == CHILD_TO_PARENT => {
+            println!("parent[{me}]: 4. got SIGUSR2 from {pid}: ready");
+            let early = if options.delay.is_zero() {
+                None
+            } else {
+                println!("parent[{me}]: 4. keeping it waiting {} ms", options.delay.as_millis());
+                watch.pause(options.delay)?
+            };
+            match early {
+                Some(r) if r.is_interruption() => return Err(child.interrupted(r.signal)),
+                Some(_) => {
+                    println!("parent[{me}]: 4. child {pid} ended while it waited; not moved")
+                }
+                None => {
+                    cgroup.add_process(pid)?;
+                    in_cgroup = Some(cloned.elapsed());
+                    println!(
+                        "parent[{me}]: 4. moved it into {}; cgroup.procs lists {:?}; SIGUSR1 to {pid}",
+                        cgroup.path().display(),
+                        cgroup.processes()?
+                    );
+                    sync::send(pid, PARENT_TO_CHILD)?;
+                }
+            }
+        }
+        Some(_) => println!("parent[{me}]: 4. child {pid} ended before it said ready; not moved"),
+        None => {
+            let ended = child.kill_and_reap()?;
+            println!(
+                "parent[{me}]: 4. no ready signal from {pid} within {timeout:?}; killed it: {:?}",
+                ended.status
+            );
+            return Err(Error::Failed(format!("child {pid} never said ready within {timeout:?}")));
+        }
+    }
+
+    // 7. Wait for the end, bounded, noting whether "done" arrived before it. A child that
+    //    ended quickly may have left its "done" pending still: take that too.
+    let mut done = false;
+    let mut note_done = |r: sync::Received| done |= r.signal == CHILD_TO_PARENT && r.sender == pid;
+    let ended = child.wait(&watch, timeout, &mut note_done)?;
+    while let Some(r) = watch.next(Instant::now())? {
+        note_done(r);
+    }
+    println!("parent[{me}]: 7. waitpid: {:?}", ended.status);
+    println!("parent[{me}]:    {}: {}", describe_status(ended.status), ended.outcome);
+    println!(
+        "parent[{me}]:    done signal (SIGUSR2) from the child: {}",
+        if done { "arrived" } else { "never came" }
+    );
+
+    // 8. The kernel's own evidence. A peak above memory.max is a charge the kernel could not
+    //    refuse: the queue entry of the "done" signal, allocated atomically.
+    let evidence = cgroup.memory_evidence(ended, events_before)?;
+    println!("parent[{me}]: 8. memory.events: {}", evidence.events);
+    println!("parent[{me}]: 8. memory.peak: {}", evidence.peak_text());
+    if evidence.peak.is_some_and(|peak| peak > options.limit) {
+        println!(
+            "parent[{me}]:    (above memory.max: the kernel forced a charge it could not \
+             refuse, such as the signal the child queued after the move)"
+        );
+    }
+
+    // 9. Remove the cgroup (if it is ours): it is empty now that the child is reaped.
+    let path = cgroup.path().to_path_buf();
+    if cgroup.is_owned() {
+        cgroup.remove()?;
+        println!("parent[{me}]: 9. removed {}", path.display());
+    }
+    let done_held = done || claim == Claim::KilledByKernel;
+    Ok(claim
+        .summary(scenario, &options, &evidence, done_held)
+        .field("placement", "signal")
+        .field("clone_to_cgroup_us", in_cgroup.map_or("none".into(), |d| d.as_micros().to_string()))
+        .field("done_signal", done))
 }

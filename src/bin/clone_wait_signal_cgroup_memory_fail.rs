@@ -1,18 +1,22 @@
 //! clone_wait_signal_cgroup_memory_fail: the signal-synced placement, with a child that needs
 //! 1 MiB.
 //!
-//! As clone_wait_signal_cgroup_memory, but after SIGUSR1 the child writes 1 MiB into a cgroup
-//! that allows one page, and the OOM killer ends it before it can say "done". Expect
-//! `waitpid: Signaled(Pid(N), SIGKILL, false)`, `done signal ... never came`, `oom_kill 1`,
-//! exit status 0 (the kill is the claim).
+//! Usage: `sudo cargo run --bin clone_wait_signal_cgroup_memory_fail -- [OPTIONS]` (see `--help`)
 //!
-//! The steps are in `clone_cgroup::scenarios::signal_synced`. Run it with `sudo` on a cgroup
-//! v2 host.
+//! The story of clone_wait_signal_cgroup_memory, told by the same file, with one thing
+//! changed: after the move the child writes 1 MiB into a cgroup that allows 4 KiB. The OOM
+//! killer ends it before it can print its step 6 or say "done". Expect
+//! `waitpid: Signaled(Pid(N), SIGKILL, false)`, `done signal ... never came`, `oom_kill 1`,
+//! `memory.peak: 4096 bytes`, exit status 0 (the kill is the claim).
 
 use std::process::ExitCode;
 
-use clone_cgroup::cli::{Scenario, MEMORY_OPTIONS_HELP};
-use clone_cgroup::scenarios::{signal_synced, Claim};
+use story::cli::{Claim, Scenario, MEMORY_OPTIONS_HELP};
+
+// The story, shared: its own `main` and `SCENARIO` are the small child's, unused here.
+#[allow(dead_code)]
+#[path = "clone_wait_signal_cgroup_memory.rs"]
+mod story;
 
 const SCENARIO: Scenario = Scenario {
     name: "clone_wait_signal_cgroup_memory_fail",
@@ -23,5 +27,5 @@ const SCENARIO: Scenario = Scenario {
 };
 
 fn main() -> ExitCode {
-    SCENARIO.main(|args| signal_synced(SCENARIO.name, Claim::KilledByKernel, args))
+    SCENARIO.main(|args| story::run(SCENARIO.name, Claim::KilledByKernel, args))
 }

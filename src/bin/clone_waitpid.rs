@@ -12,14 +12,16 @@
 //! hostname before and after: unchanged. Then `waitpid: Exited(Pid(N), 0)`, exit status 0.
 //! Where user namespaces are restricted, exit status 2 and the sysctl to look at.
 
+#[path = "shared/cli.rs"]
+#[allow(dead_code)] // each binary uses a part of the shared command line
+mod cli;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::child_say;
-use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
-use clone_cgroup::process::{
-    clone_child, describe_status, Child, ChildStack, Outcome, WaitFailure,
-};
+use clone_cgroup::process::{clone_child, describe_status, Child, ChildStack, Outcome};
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -51,6 +53,7 @@ fn hostname() -> Result<String, Error> {
 fn run(args: &[String]) -> Result<Summary, Error> {
     no_options(args)?;
     let me = getpid();
+    // 1. The hostname lives in the UTS namespace, which we share with the rest of the system.
     let before = hostname()?;
     println!("parent[{me}]: 1. my hostname is {before:?}");
 
@@ -75,17 +78,10 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         // 4. Our own UTS namespace: renaming the host here renames it for us alone.
         if let Err(e) = sethostname(CHILD_HOSTNAME) {
             child_say!("child[{pid}]: sethostname failed: {e}");
-            return if e == Errno::EPERM {
-                CHILD_NO_PERMISSION
-            } else {
-                1
-            };
+            return if e == Errno::EPERM { CHILD_NO_PERMISSION } else { 1 };
         }
         let uts = uname();
-        let now = uts
-            .as_ref()
-            .map(|u| u.nodename().to_str().unwrap_or("?"))
-            .unwrap_or("?");
+        let now = uts.as_ref().map(|u| u.nodename().to_str().unwrap_or("?")).unwrap_or("?");
         child_say!("child[{pid}]: 4. sethostname({CHILD_HOSTNAME:?}); uname() now says {now:?}");
         if pid.as_raw() == 1 && now == CHILD_HOSTNAME {
             0
@@ -95,16 +91,12 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     };
     let pid = match clone_child(&mut body, &mut stack, flags, Signal::SIGCHLD) {
         Ok(pid) => pid,
-        Err(Error::Sys {
-            errno: Errno::EPERM | Errno::ENOSPC | Errno::EUSERS,
-            ..
-        }) if flags.contains(CloneFlags::CLONE_NEWUSER) => {
+        Err(Error::Sys { errno: Errno::EPERM | Errno::ENOSPC | Errno::EUSERS, .. })
+            if flags.contains(CloneFlags::CLONE_NEWUSER) =>
+        {
             return Err(Error::cannot_run(RESTRICTED_USERNS));
         }
-        Err(Error::Sys {
-            errno: Errno::EPERM,
-            ..
-        }) => {
+        Err(Error::Sys { errno: Errno::EPERM, .. }) => {
             return Err(Error::cannot_run(
                 "clone with new namespaces needs CAP_SYS_ADMIN: run it with sudo",
             ));
@@ -115,9 +107,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     println!("parent[{me}]: 2. clone({flags:?}) returned child {pid}");
 
     // 5. Bounded wait: the child ends at once, so 10 s means something went wrong.
-    let ended = child
-        .wait(&watch, Duration::from_secs(10), |_| {})
-        .map_err(WaitFailure::into_error)?;
+    let timeout = Duration::from_secs(10);
+    let ended = child.wait(&watch, timeout, |_| {})?;
     println!("parent[{me}]: 5. waitpid: {:?}", ended.status);
     println!("parent[{me}]:    {}", describe_status(ended.status));
     if ended.outcome == Outcome::Exited(CHILD_NO_PERMISSION) {

@@ -1,18 +1,36 @@
 //! clone_waitpid_cgroup_memory: the delayed placement, with a child that needs less than 4 KiB.
 //!
-//! The parent creates a cgroup with memory.max = 4096 and clones a child. The child warms up
-//! (first output, stack, the page tables of a 3000-byte buffer), then sleeps 200 ms; half-way
-//! through, the parent moves it into the cgroup. The child wakes and writes its 3000 bytes:
-//! one new page, which fits. Expect `waitpid: Exited(Pid(N), 0)`, `memory.events: max 0 oom 0
-//! oom_kill 0`, `memory.peak: 4096 bytes`, exit status 0.
+//! Usage: `sudo cargo run --bin clone_waitpid_cgroup_memory -- [OPTIONS]` (see `--help`)
 //!
-//! The steps are in `clone_cgroup::scenarios::delayed`. Run it with `sudo` on a cgroup v2 host.
-//! The delay is a bet on timing; clone_wait_signal_cgroup_memory removes the bet.
+//! The parent creates a cgroup with memory.max = 4096 and clones a child. The child warms up
+//! (its first output, its stack, the page tables of a 3000-byte buffer), then sleeps 200 ms;
+//! half-way through, the parent moves it into the cgroup. The child wakes and writes its
+//! 3000 bytes: one new page, which fits. Expect `waitpid: Exited(Pid(N), 0)`,
+//! `memory.events: max 0 oom 0 oom_kill 0`, `memory.peak: 4096 bytes`, exit status 0.
+//!
+//! The delay is a bet on timing: the move must land after the warm-up and before the
+//! writes. The parent checks its bet (the child asleep at the move, the move over before the
+//! sleep could end) and ends not as claimed when it was lost, as it can be on a busy machine.
+//! clone_wait_signal_cgroup_memory removes the bet. This file is also the story of
+//! clone_waitpid_cgroup_memory_fail, whose child writes 1 MiB.
+
+#[path = "shared/cli.rs"]
+#[allow(dead_code)] // each binary uses a part of the shared command line
+pub(crate) mod cli;
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use clone_cgroup::cli::{Scenario, MEMORY_OPTIONS_HELP};
-use clone_cgroup::scenarios::{delayed, Claim};
+use cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
+use clone_cgroup::cgroup;
+use clone_cgroup::child_say;
+use clone_cgroup::memory::{self, pages_word, STACK_SIZE};
+use clone_cgroup::process::{clone_child, describe_status, die_with_parent, Child, ChildStack};
+use clone_cgroup::sync::SignalWatch;
+use clone_cgroup::Error;
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::unistd::{getpid, Pid};
 
 const SCENARIO: Scenario = Scenario {
     name: "clone_waitpid_cgroup_memory",
@@ -21,6 +39,139 @@ const SCENARIO: Scenario = Scenario {
     options: MEMORY_OPTIONS_HELP,
 };
 
+/// How long the child sleeps after its warm-up unless `--delay` says otherwise.
+const DEFAULT_DELAY: Duration = Duration::from_millis(200);
+
+/// The exit status of a child whose own setup failed (it says why): BSD's EX_SOFTWARE.
+const CHILD_SETUP_FAILED: i32 = 70;
+
 fn main() -> ExitCode {
-    SCENARIO.main(|args| delayed(SCENARIO.name, Claim::Survives, args))
+    SCENARIO.main(|args| run(SCENARIO.name, Claim::Survives, args))
+}
+
+/// The state letter of process `pid` in `/proc/PID/stat`: `R` running, `S` sleeping, ...
+fn state_of(pid: Pid) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // "1234 (comm) S ...": comm may hold spaces and parentheses; split at the last ')'.
+    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+    state.and_then(|s| s.chars().next()).unwrap_or('?')
+}
+
+/// The story, for the small child and (from clone_waitpid_cgroup_memory_fail) the big one.
+pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Error> {
+    let options = MemoryOptions::parse(args, claim.defaults(DEFAULT_DELAY))?;
+    let (alloc, delay) = (options.alloc, options.delay);
+    let me = getpid();
+
+    // 1. Block SIGCHLD and the interruptions first, so that no end is missed and a Ctrl-C,
+    //    even during setup, is ours to handle. Refuse early if this machine cannot run the
+    //    scenario; create the cgroup and set its limit.
+    let watch = SignalWatch::install()?;
+    let (cgroup, notes) =
+        cgroup::prepare("memory", options.parent.as_deref(), options.cgroup.as_deref())?;
+    for note in notes {
+        println!("parent[{me}]: 1. {note}");
+    }
+    let swap = cgroup.limit_memory(options.limit)?;
+    println!(
+        "parent[{me}]: 1. memory.max = {}{}",
+        cgroup.read("memory.max")?.trim(),
+        if swap { ", memory.swap.max = 0" } else { "" }
+    );
+    let events_before = cgroup.memory_events()?;
+    if let Some(signal) = watch.pending_interruption()? {
+        return Err(Error::Interrupted(signal));
+    }
+
+    // 2. Clone. No CLONE_* flags: an ordinary child with a copy of our memory. Its sleep
+    //    cannot end before `delay` after this instant.
+    let mut stack = ChildStack::new(STACK_SIZE)?;
+    let mut body = || {
+        die_with_parent(me);
+        // 3. Everything that costs memory, while still in our cgroup; then park.
+        let mut buffer = match memory::warm_up(alloc as usize) {
+            Ok(buffer) => buffer,
+            Err(e) => {
+                child_say!("child[{}]: cannot reserve {alloc} bytes: {e}", getpid());
+                return CHILD_SETUP_FAILED;
+            }
+        };
+        child_say!(
+            "child[{}]: 3. warmed up, reserved {alloc} bytes; sleeping {} ms",
+            getpid(),
+            delay.as_millis()
+        );
+        std::thread::sleep(delay);
+        // 5. Whatever cgroup we are in now pays for these pages.
+        child_say!("child[{}]: 5. awake; writing {alloc} bytes of new memory", getpid());
+        let pages = buffer.touch(alloc as usize);
+        // 6. (Only a child that fits gets here.)
+        child_say!(
+            "child[{}]: 6. wrote {alloc} bytes ({pages} new {}); exiting 0",
+            getpid(),
+            pages_word(pages)
+        );
+        0
+    };
+    let before_clone = Instant::now();
+    let pid = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
+    let cloned = Instant::now();
+    let mut child = Child::adopt(pid);
+    println!("parent[{me}]: 2. clone() returned child {pid}");
+
+    // 4. The bet on timing: after half the child's delay it should be parked (S, sleeping).
+    //    Write its pid to cgroup.procs: from now on its new pages are charged there.
+    let mut in_cgroup = None;
+    let mut bet_won = false;
+    match watch.pause(delay / 2)? {
+        Some(r) if r.is_interruption() => return Err(child.interrupted(r.signal)),
+        Some(_) => println!("parent[{me}]: 4. child {pid} ended before it was moved"),
+        None => {
+            let state = state_of(pid);
+            cgroup.add_process(pid)?;
+            in_cgroup = Some(cloned.elapsed());
+            println!(
+                "parent[{me}]: 4. moved child {pid} (state {state} at the move) into {}; \
+                 cgroup.procs lists {:?}",
+                cgroup.path().display(),
+                cgroup.processes()?
+            );
+            // Won only if the child was asleep (its warm-up done) and the move was over
+            // before its sleep could have ended. Lost, a small child survives without ever
+            // having been limited (memory.peak 0).
+            let moved_after = before_clone.elapsed();
+            bet_won = state == 'S' && moved_after < delay;
+            if !bet_won {
+                println!(
+                    "parent[{me}]:    the delay lost its bet: the move was over {} ms after \
+                     clone, with the child in state {state}; its sleep ends {} ms after clone",
+                    moved_after.as_millis(),
+                    delay.as_millis()
+                );
+            }
+        }
+    }
+
+    // 7. Wait for the end, bounded; on the deadline or a Ctrl-C the child is killed and reaped.
+    let ended = child.wait(&watch, options.timeout, |_| {})?;
+    println!("parent[{me}]: 7. waitpid: {:?}", ended.status);
+    println!("parent[{me}]:    {}: {}", describe_status(ended.status), ended.outcome);
+
+    // 8. The kernel's own evidence: how often the limit was hit, whether the OOM killer
+    //    acted, the most the cgroup ever held.
+    let evidence = cgroup.memory_evidence(ended, events_before)?;
+    println!("parent[{me}]: 8. memory.events: {}", evidence.events);
+    println!("parent[{me}]: 8. memory.peak: {}", evidence.peak_text());
+
+    // 9. Remove the cgroup (if it is ours): it is empty now that the child is reaped.
+    let path = cgroup.path().to_path_buf();
+    if cgroup.is_owned() {
+        cgroup.remove()?;
+        println!("parent[{me}]: 9. removed {}", path.display());
+    }
+    Ok(claim
+        .summary(scenario, &options, &evidence, bet_won)
+        .field("placement", "delayed")
+        .field("clone_to_cgroup_us", in_cgroup.map_or("none".into(), |d| d.as_micros().to_string()))
+        .field("bet", if bet_won { "won" } else { "lost" }))
 }

@@ -1,17 +1,22 @@
 //! clone_waitpid_cgroup_memory_fail: the delayed placement, with a child that needs 1 MiB.
 //!
-//! As clone_waitpid_cgroup_memory, but after the move the child writes 1 MiB (256 pages)
-//! into a cgroup that allows one. The kernel reclaims what it can, finds nothing, and the OOM
-//! killer ends the child. Expect `waitpid: Signaled(Pid(N), SIGKILL, false)`, memory.events
-//! with `oom_kill 1`, memory.peak 4096, no "wrote" line from the child, exit status 0 (the
-//! kill is the claim).
+//! Usage: `sudo cargo run --bin clone_waitpid_cgroup_memory_fail -- [OPTIONS]` (see `--help`)
 //!
-//! The steps are in `clone_cgroup::scenarios::delayed`. Run it with `sudo` on a cgroup v2 host.
+//! The story of clone_waitpid_cgroup_memory, told by the same file, with one thing changed:
+//! after the move the child writes 1 MiB (256 pages) into a cgroup that allows one. The
+//! kernel reclaims what it can, finds nothing, and the OOM killer ends the child, which never
+//! prints its step 6. Expect `waitpid: Signaled(Pid(N), SIGKILL, false)`, memory.events with
+//! `oom_kill 1`, memory.peak 4096, exit status 0 (the kill is the claim; a SIGKILL that the
+//! OOM killer did not count is not).
 
 use std::process::ExitCode;
 
-use clone_cgroup::cli::{Scenario, MEMORY_OPTIONS_HELP};
-use clone_cgroup::scenarios::{delayed, Claim};
+use story::cli::{Claim, Scenario, MEMORY_OPTIONS_HELP};
+
+// The story, shared: its own `main` and `SCENARIO` are the small child's, unused here.
+#[allow(dead_code)]
+#[path = "clone_waitpid_cgroup_memory.rs"]
+mod story;
 
 const SCENARIO: Scenario = Scenario {
     name: "clone_waitpid_cgroup_memory_fail",
@@ -21,5 +26,5 @@ const SCENARIO: Scenario = Scenario {
 };
 
 fn main() -> ExitCode {
-    SCENARIO.main(|args| delayed(SCENARIO.name, Claim::KilledByKernel, args))
+    SCENARIO.main(|args| story::run(SCENARIO.name, Claim::KilledByKernel, args))
 }

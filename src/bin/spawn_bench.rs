@@ -11,16 +11,22 @@
 //! x86-32, parents of 1.70 and 11.70 MB) where it has one.
 //!
 //! Expect fork to slow down as the parent grows (it copies page tables) and the CLONE_VM
-//! methods not to. A benchmark, not a test: its numbers depend on the machine.
+//! methods not to. A benchmark, not a test: its numbers depend on the machine. SIGINT,
+//! SIGTERM or SIGHUP stops it at the end of the current row (every child reaped), with exit
+//! status 128 + the signal.
+
+#[path = "shared/cli.rs"]
+#[allow(dead_code)] // each binary uses a part of the shared command line
+mod cli;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clone_cgroup::cli::{
-    for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict,
-};
-use clone_cgroup::spawn::{Method, Spawner};
+use cli::{for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict};
+use clone_cgroup::spawn::{How, Spawner};
+use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
+use nix::sched::CloneFlags;
 
 const SCENARIO: Scenario = Scenario {
     name: "spawn_bench",
@@ -31,6 +37,55 @@ const SCENARIO: Scenario = Scenario {
       --program PATH   what the exec methods run [default: /bin/true]
 ",
 };
+
+/// The flags of the fast `clone` in The Linux Programming Interface's table 28-3: share
+/// memory, filesystem data, signal handlers and descriptors, and suspend the parent until the
+/// child exits or execs.
+const TLPI_CLONE_FLAGS: CloneFlags = CloneFlags::CLONE_VM
+    .union(CloneFlags::CLONE_VFORK)
+    .union(CloneFlags::CLONE_FS)
+    .union(CloneFlags::CLONE_SIGHAND)
+    .union(CloneFlags::CLONE_FILES);
+
+/// `vfork()`'s flags: `clone(CLONE_VM | CLONE_VFORK)` on a stack of the child's own.
+const VFORK_FLAGS: CloneFlags = CloneFlags::CLONE_VM.union(CloneFlags::CLONE_VFORK);
+
+/// A way to create a process: a row of the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Fork,
+    Vfork,
+    Clone,
+    Clone3,
+    ForkExec,
+    VforkExec,
+    PosixSpawn,
+}
+
+impl Method {
+    const ALL: [Method; 7] = [
+        Method::Fork,
+        Method::Vfork,
+        Method::Clone,
+        Method::Clone3,
+        Method::ForkExec,
+        Method::VforkExec,
+        Method::PosixSpawn,
+    ];
+
+    /// Its name in the table, how the library creates the child, and whether the child execs.
+    fn what(self) -> (&'static str, How, bool) {
+        match self {
+            Method::Fork => ("fork", How::Fork, false),
+            Method::Vfork => ("vfork", How::Clone(VFORK_FLAGS), false),
+            Method::Clone => ("clone", How::Clone(TLPI_CLONE_FLAGS), false),
+            Method::Clone3 => ("clone3", How::Clone3(TLPI_CLONE_FLAGS), false),
+            Method::ForkExec => ("fork+exec", How::Fork, true),
+            Method::VforkExec => ("vfork+exec", How::Clone(VFORK_FLAGS), true),
+            Method::PosixSpawn => ("posix_spawn", How::PosixSpawn, true),
+        }
+    }
+}
 
 /// The rate (processes per second) in TLPI's table 28-3 for a method, at a parent of about
 /// `size_mb`; `None` where the book has no figure.
@@ -59,24 +114,23 @@ fn touched(mb: u64) -> Vec<u8> {
 fn run(args: &[String]) -> Result<Summary, Error> {
     let (mut count, mut sizes, mut program) =
         (2000u64, vec![2u64, 12, 100], "/bin/true".to_string());
-    for_each_option(args, |name, value| {
+    for_each_option(args, |name, opt| {
         match name {
-            "-n" | "--count" => count = parse_number(name, &value()?, 1, 10_000_000)?,
+            "-n" | "--count" => count = parse_number(name, &opt.value()?, 1, 10_000_000)?,
             "--sizes" => {
-                sizes = value()?
+                sizes = opt
+                    .value()?
                     .split(',')
                     .map(|s| parse_number(name, s.trim(), 0, 16_384))
                     .collect::<Result<_, _>>()?
             }
-            "--program" => program = value()?,
+            "--program" => program = opt.value()?,
             other => return Err(unknown_option(other)),
         }
         Ok(())
     })?;
     if !std::path::Path::new(&program).exists() {
-        return Err(Error::cannot_run(format!(
-            "{program} does not exist: pass --program"
-        )));
+        return Err(Error::cannot_run(format!("{program} does not exist: pass --program")));
     }
 
     println!("spawn_bench: {count} children per row; exec methods run {program}");
@@ -87,11 +141,19 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     );
     let started = Instant::now();
     let mut rows = 0;
+    // SIGINT, SIGTERM and SIGHUP wait, blocked, until the row ends: then the run stops with
+    // 128 + the signal. A child created meanwhile inherits the mask; each is reaped at once.
+    let watch = SignalWatch::install()?;
     for &size in &sizes {
         let memory = touched(size);
         let mut fork_rate = None;
         for method in Method::ALL {
-            let mut spawner = Spawner::new(method, &program)?;
+            // Ctrl-C (blocked, see below) is taken between rows; every child is reaped already.
+            if let Some(signal) = watch.pending_interruption()? {
+                return Err(Error::Interrupted(signal));
+            }
+            let (name, how, execs) = method.what();
+            let mut spawner = Spawner::new(how, execs, &program)?;
             // A few first, so that page cache, allocator and CPU caches are warm.
             for _ in 0..count.min(20) {
                 spawner.spawn_and_reap()?;
@@ -109,7 +171,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             let tlpi = tlpi_rate(method, size).map_or("-".to_string(), |r| r.to_string());
             println!(
                 "{:<12} {:>5} MB {:>10.4} {:>12.0} {:>12.1} {:>9} {:>12}",
-                method.to_string(),
+                name,
                 size,
                 elapsed.as_secs_f64(),
                 rate,

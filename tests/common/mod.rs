@@ -18,7 +18,6 @@ use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 use clone_cgroup::cgroup::{own_name_pid, Cgroup2Mount};
-use clone_cgroup::cli::{Summary, Verdict};
 use nix::unistd::Pid;
 
 pub const NEEDS_CGROUP2: &str =
@@ -36,15 +35,73 @@ pub const MEMORY_SCENARIOS: [&str; 6] = [
 /// The other binaries that need root, and the words of their refusal without it.
 pub const OTHER_ROOT_ONLY: [(&str, &str); 3] = [
     ("cgroup_pids_max", "needs root to create cgroups"),
-    (
-        "clone3_set_tid",
-        "set_tid needs CAP_SYS_ADMIN: run it with sudo",
-    ),
-    (
-        "process_accounting",
-        "acct needs CAP_SYS_PACCT: run it with sudo",
-    ),
+    ("clone3_set_tid", "set_tid needs CAP_SYS_ADMIN: run it with sudo"),
+    ("process_accounting", "acct needs CAP_SYS_PACCT: run it with sudo"),
 ];
+
+/// A run's verdict, as its summary line names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    AsClaimed,
+    NotAsClaimed,
+    CannotRun,
+    BadUsage,
+    Interrupted,
+}
+
+impl Verdict {
+    pub fn token(&self) -> &'static str {
+        match self {
+            Verdict::AsClaimed => "as-claimed",
+            Verdict::NotAsClaimed => "not-as-claimed",
+            Verdict::CannotRun => "cannot-run",
+            Verdict::BadUsage => "bad-usage",
+            Verdict::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The last line of a run, `summary scenario=NAME verdict=WORD key=value ...`, read back the
+/// way a script around the binaries would.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub scenario: String,
+    pub verdict: Verdict,
+    fields: Vec<(String, String)>,
+}
+
+impl Summary {
+    pub fn parse(line: &str) -> Option<Summary> {
+        let mut words = line.split_whitespace();
+        if words.next()? != "summary" {
+            return None;
+        }
+        let (mut scenario, mut verdict, mut fields) = (None, None, Vec::new());
+        for word in words {
+            let (key, value) = word.split_once('=')?;
+            match key {
+                "scenario" => scenario = Some(value.to_string()),
+                "verdict" => {
+                    verdict = [
+                        Verdict::AsClaimed,
+                        Verdict::NotAsClaimed,
+                        Verdict::CannotRun,
+                        Verdict::BadUsage,
+                        Verdict::Interrupted,
+                    ]
+                    .into_iter()
+                    .find(|v| v.token() == value)
+                }
+                _ => fields.push((key.to_string(), value.to_string())),
+            }
+        }
+        Some(Summary { scenario: scenario?, verdict: verdict?, fields })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
 
 /// One finished run of a binary.
 pub struct Run {
@@ -106,9 +163,7 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// The exit status as a shell shows it: the code, or 128 + the signal that ended it.
 fn shell_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 pub fn run(name: &str, args: &[&str]) -> Run {
@@ -165,10 +220,7 @@ pub fn run_many(name: &str, args: &[&str], times: usize, jobs: usize) -> Vec<Run
 
 /// How many runs of one scenario a test starts at once: TEST_JOBS, or 4.
 pub fn test_jobs() -> usize {
-    std::env::var("TEST_JOBS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(4)
+    std::env::var("TEST_JOBS").ok().and_then(|n| n.parse().ok()).unwrap_or(4)
 }
 
 pub fn is_root() -> bool {
@@ -269,11 +321,7 @@ impl Running {
                 }
             }
         });
-        Running {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
+        Running { child, lines, seen: Vec::new() }
     }
 
     pub fn pid(&self) -> Pid {
@@ -294,10 +342,7 @@ impl Running {
                         return line;
                     }
                 }
-                Err(e) => panic!(
-                    "no line with {text:?} ({e}); saw:\n{}",
-                    self.seen.join("\n")
-                ),
+                Err(e) => panic!("no line with {text:?} ({e}); saw:\n{}", self.seen.join("\n")),
             }
         }
     }
@@ -315,12 +360,7 @@ impl Running {
         let status = self.child.wait().expect("wait");
         let mut stderr = String::new();
         use std::io::Read;
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
+        self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
         let mut stdout = self.seen.join("\n");
         if !stdout.is_empty() {
             stdout.push('\n');
@@ -329,12 +369,7 @@ impl Running {
             stdout.push_str(&line);
             stdout.push('\n');
         }
-        Run {
-            pid,
-            code: shell_code(status),
-            stdout,
-            stderr,
-        }
+        Run { pid, code: shell_code(status), stdout, stderr }
     }
 }
 
@@ -357,9 +392,7 @@ pub fn repeat_memory_scenario(
         let summary = run.summary();
         assert_eq!(summary.verdict, Verdict::AsClaimed, "{name} run {i}: {run}");
         check(run, &summary);
-        *peaks
-            .entry(summary.get("peak").unwrap_or("?").to_string())
-            .or_default() += 1;
+        *peaks.entry(summary.get("peak").unwrap_or("?").to_string()).or_default() += 1;
     }
     eprintln!("{name}: {times} runs as claimed; memory.peak seen: {peaks:?}");
     peaks
@@ -370,9 +403,7 @@ pub fn repeat_memory_scenario(
 pub fn kernel_has_memory_peak(mount: &Cgroup2Mount) -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *HAS.get_or_init(|| {
-        let probe = mount
-            .path
-            .join(format!("memory-peak-probe-{}", std::process::id()));
+        let probe = mount.path.join(format!("memory-peak-probe-{}", std::process::id()));
         let _ = clone_cgroup::cgroup::enable_controller(&mount.path, "memory");
         fs::create_dir(&probe).expect("create a probe cgroup");
         let has = probe.join("memory.peak").exists();
@@ -395,10 +426,7 @@ pub fn expected_peaks<'a>(mount: &Cgroup2Mount, with_peak: &[&'a str]) -> Vec<&'
 pub fn survived(run: &Run, summary: &Summary) {
     assert_eq!(summary.get("outcome"), Some("exited:0"), "{run}");
     assert_eq!(summary.get("oom_kill"), Some("0"), "{run}");
-    assert!(
-        run.stdout.contains("wrote 3000 bytes (1 new page)"),
-        "{run}"
-    );
+    assert!(run.stdout.contains("wrote 3000 bytes (1 new page)"), "{run}");
     peak_reported(run, summary);
 }
 
@@ -408,21 +436,16 @@ pub fn killed(run: &Run, summary: &Summary) {
     let oom_kill: u64 = summary.get("oom_kill").unwrap().parse().unwrap();
     assert!(oom_kill >= 1, "{run}");
     assert!(run.stdout.contains(", SIGKILL, false)"), "{run}");
-    assert!(
-        !run.stdout.contains("wrote 1048576 bytes"),
-        "the child finished: {run}"
-    );
+    assert!(!run.stdout.contains("wrote 1048576 bytes"), "the child finished: {run}");
     peak_reported(run, summary);
 }
 
 /// memory.peak is reported as a number, or as missing in the words the README promises.
 fn peak_reported(run: &Run, summary: &Summary) {
     match summary.get("peak") {
-        Some("none") => assert!(
-            run.stdout
-                .contains("memory.peak: not offered by this kernel"),
-            "{run}"
-        ),
+        Some("none") => {
+            assert!(run.stdout.contains("memory.peak: not offered by this kernel"), "{run}")
+        }
         Some(peak) => assert!(peak.parse::<u64>().is_ok(), "{run}"),
         None => panic!("no peak in the summary: {run}"),
     }
