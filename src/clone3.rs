@@ -161,15 +161,15 @@ pub struct CloneArgs<'a> {
     set_tid: Vec<libc::pid_t>,
     cgroup: Option<BorrowedFd<'a>>,
     size: usize,
-    tail: u64,
+    tail: [u64; 11],
 }
 
-/// `struct clone_args` followed by one more word: what a newer program passes to an older
-/// kernel, which accepts it only if the words it does not know are zero (else `E2BIG`).
+/// `struct clone_args` followed by as many words again: what a newer program passes to an
+/// older kernel, which accepts it only if the words it does not know are zero (else `E2BIG`).
 #[repr(C)]
 struct ArgsWithTail {
     args: libc::clone_args,
-    tail: u64,
+    tail: [u64; 11],
 }
 
 impl<'a> CloneArgs<'a> {
@@ -186,7 +186,7 @@ impl<'a> CloneArgs<'a> {
         // SAFETY: clone_args is plain integers; all zero is the kernel's "nothing asked for".
         let mut raw: libc::clone_args = unsafe { std::mem::zeroed() };
         raw.exit_signal = exit_signal;
-        CloneArgs { raw, set_tid: Vec::new(), cgroup: None, size: CloneArgs::SIZE, tail: 0 }
+        CloneArgs { raw, set_tid: Vec::new(), cgroup: None, size: CloneArgs::SIZE, tail: [0; 11] }
     }
 
     /// Adds `flags`.
@@ -243,15 +243,17 @@ impl<'a> CloneArgs<'a> {
         self
     }
 
-    /// Passes `size` bytes instead of [`SIZE`](Self::SIZE), `tail` being the word after the
-    /// struct; a size up to a page is cut to those 96 bytes (larger ones the kernel refuses unread).
-    pub fn size(mut self, size: usize, tail: u64) -> Self {
+    /// Passes `size` bytes instead of [`SIZE`](Self::SIZE), the struct being followed by `tail`
+    /// (zeros, then `tail` in the word `tail_at`); a size up to a page is cut to the struct and
+    /// its tail, 176 bytes (larger ones the kernel refuses unread).
+    pub fn size(mut self, size: usize, tail_at: usize, tail: u64) -> Self {
         self.size = if size > crate::process::page_size() {
             size
         } else {
             size.min(std::mem::size_of::<ArgsWithTail>())
         };
-        self.tail = tail;
+        self.tail = [0; 11];
+        self.tail[tail_at.min(10)] = tail;
         self
     }
 
@@ -334,6 +336,25 @@ pub fn clone3_child(args: &CloneArgs, child: impl FnOnce() -> i32) -> Result<Chi
     unsafe { clone3_child_unchecked(args, child) }
 }
 
+/// One `clone3` with `args` as they are, for showing what the kernel accepts and refuses: the
+/// errno, or how the child (which exits 0 at once) ended. It refuses, itself, only what would
+/// make the call unsafe (`VM`, `SETTLS`, the TID flags: memory shared or written through
+/// pointers); every other combination, valid or not, goes to the kernel.
+pub fn try_clone3(args: &CloneArgs) -> Result<Result<Ended, Errno>, Error> {
+    let unsafe_flags = Flags(REFUSED.0 & !(Flags::THREAD.0 | Flags::SIGHAND.0 | Flags::VFORK.0));
+    if args.flag_set().intersects(unsafe_flags) || args.raw.stack != 0 {
+        return Err(Error::Failed(format!("try_clone3 refuses {}", args.flag_set())));
+    }
+    require_single_thread("clone3")?;
+    // SAFETY: one thread (checked); no flag that shares memory or writes through a pointer, and
+    // no stack: the child is a copy of us that ends at once (VFORK only suspends us meanwhile).
+    match unsafe { clone3_child_unchecked(args, || 0) } {
+        Ok(child) => Ok(Ok(crate::process::reap(child.into_pid())?)),
+        Err(Error::Sys { errno, .. }) => Ok(Err(errno)),
+        Err(e) => Err(e),
+    }
+}
+
 /// [`clone3_child`] with any flags and sizes: for showing what the kernel accepts and refuses.
 ///
 /// # Safety
@@ -390,15 +411,38 @@ pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
 
     let _ = std::io::Write::flush(&mut std::io::stdout());
     let mut pidfd: libc::c_int = -1;
-    let mut filled = args.clone().stack(stack.base as u64, stack.len as u64).fill(&mut pidfd);
     let entry: extern "C" fn(*mut libc::c_void) -> libc::c_int = trampoline::<F>;
     // A CLONE_VM child starts without rseq anyway (the kernel drops the registration).
     let rseq = if args.flag_set().contains(Flags::VM) { None } else { RseqPause::start() };
+    // SAFETY: entry never returns in the child (it ends in _exit); the rest is the caller's.
+    let ret = unsafe {
+        clone3_on_stack(args, stack, &mut pidfd, entry, child as *mut F as *mut libc::c_void)
+    };
+    drop(rseq);
+    started(args, ret, Errno::from_raw((-ret) as i32), pidfd)
+}
+
+/// The `clone3` system call with `args` on `stack`, the child starting in `entry(arg)`:
+/// the child's tid, or `-errno`.
+///
+/// # Safety
+/// `entry` must never return (it ends its task with `_exit` or `exit`; `exit_group` after it
+/// is a backstop) and may run only what is safe on `stack` with the sharing `args` asks for;
+/// `arg` and `stack` must stay valid for as long as the child runs.
+#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+pub(crate) unsafe fn clone3_on_stack(
+    args: &CloneArgs,
+    stack: StackArea,
+    pidfd: &mut libc::c_int,
+    entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+) -> libc::c_long {
+    let mut filled = args.clone().stack(stack.base as u64, stack.len as u64).fill(pidfd);
     let ret: libc::c_long;
     // SAFETY: the kernel starts the child with rsp = stack + stack_size (16-byte aligned, as
-    // `call` expects); the child calls entry(arg) there, which never returns (it ends in
-    // _exit; exit_group after it is a backstop). The parent returns from the syscall
-    // normally. syscall clobbers rcx and r11; r12 and r13 survive it in both processes.
+    // `call` expects); the child calls entry(arg) there, which never returns (see # Safety).
+    // The parent returns from the syscall normally. syscall clobbers rcx and r11; r12 and r13
+    // survive it in both tasks.
     unsafe {
         std::arch::asm!(
             "syscall",
@@ -415,15 +459,14 @@ pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
             inlateout("rax") libc::SYS_clone3 => ret,
             in("rdi") &mut filled as *mut ArgsWithTail,
             in("rsi") args.size,
-            in("r12") child as *mut F as *mut libc::c_void,
+            in("r12") arg,
             in("r13") entry,
             lateout("rcx") _,
             lateout("r11") _,
             options(nostack),
         );
     }
-    drop(rseq);
-    started(args, ret, Errno::from_raw((-ret) as i32), pidfd)
+    ret
 }
 
 /// `clone3` with a stack of the child's own needs a few instructions of assembly, written

@@ -69,6 +69,8 @@ pub mod memory;
 pub mod process;
 pub mod spawn;
 pub mod sync;
+#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+pub mod thread;
 
 /// Everything that can stop a scenario, each mapped to one exit status.
 #[derive(Debug)]

@@ -356,11 +356,9 @@ impl Drop for ChildStack {
 
 /// Flags that make the child share memory, signal handlers or thread identity with the
 /// parent. [`clone_child`] refuses them; [`vfork_child`] and [`clone_child_unchecked`] take
-/// (some of) them.
-pub const SHARING_FLAGS: CloneFlags = CloneFlags::CLONE_VM
-    .union(CloneFlags::CLONE_VFORK)
-    .union(CloneFlags::CLONE_THREAD)
-    .union(CloneFlags::CLONE_SIGHAND);
+/// (some of) them. (`CLONE_VFORK` alone is not one: it only suspends the parent.)
+pub const SHARING_FLAGS: CloneFlags =
+    CloneFlags::CLONE_VM.union(CloneFlags::CLONE_THREAD).union(CloneFlags::CLONE_SIGHAND);
 
 /// How many threads this process has: the `Threads:` line of `/proc/self/status`, read into
 /// a buffer on the stack, so that a child may ask too.
@@ -573,6 +571,36 @@ impl Drop for RseqPause {
     fn drop(&mut self) {
         // SAFETY: registering the same area, length and signature glibc used.
         unsafe { libc::syscall(libc::SYS_rseq, self.area, self.len, 0, Self::SIGNATURE) };
+    }
+}
+
+/// `setpriority(PRIO_PROCESS, 0, nice)`: the calling process's nice value.
+pub fn set_nice(nice: i32) -> Result<(), Error> {
+    // SAFETY: a plain system call on the calling process, with no pointers.
+    match unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } {
+        0 => Ok(()),
+        _ => Err(Error::sys("setpriority", Errno::last())),
+    }
+}
+
+/// The calling process's I/O priority, `ioprio_get(IOPRIO_WHO_PROCESS, 0)`: class << 13 | data.
+/// It lives in the I/O context that `CLONE_IO` shares. Allocates nothing.
+pub fn io_priority() -> Result<i32, Error> {
+    // SAFETY: a plain system call with no pointers.
+    match unsafe { libc::syscall(libc::SYS_ioprio_get, 1, 0) } {
+        -1 => Err(Error::sys("ioprio_get", Errno::last())),
+        value => Ok(value as i32),
+    }
+}
+
+/// Sets the calling process's I/O priority to best effort, level `level` (0 to 7): the call
+/// creates the process's I/O context if it has none. Allocates nothing.
+pub fn set_io_priority(level: i32) -> Result<(), Error> {
+    const BEST_EFFORT: i32 = 2 << 13;
+    // SAFETY: a plain system call with no pointers.
+    match unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, BEST_EFFORT | level) } {
+        0 => Ok(()),
+        _ => Err(Error::sys("ioprio_set", Errno::last())),
     }
 }
 

@@ -33,28 +33,29 @@ pub enum How {
     PosixSpawn,
 }
 
-/// An `execve` of a program with no arguments but its name and an empty environment, built
-/// before the child exists, so that the child's exec allocates nothing (nix's `execv` builds
-/// its argument vector on the heap).
+/// An `execve` of a program with its arguments and an empty environment, built before the
+/// child exists, so that the child's exec allocates nothing (nix's `execv` builds its argument
+/// vector on the heap).
 pub struct PreparedExec {
     program: CString,
-    argv: [*const libc::c_char; 2],
+    _args: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
     envp: [*const libc::c_char; 1],
 }
 
 impl PreparedExec {
-    /// Prepares the exec of `program`.
-    pub fn new(program: &str) -> Result<Box<PreparedExec>, Error> {
-        let program = CString::new(program)
-            .map_err(|_| Error::Usage(format!("{program:?}: a path with a NUL byte")))?;
-        // Boxed, so that argv's pointer into `program` stays valid when the box moves.
-        let mut exec = Box::new(PreparedExec {
-            program,
-            argv: [std::ptr::null(); 2],
-            envp: [std::ptr::null()],
-        });
-        exec.argv[0] = exec.program.as_ptr();
-        Ok(exec)
+    /// Prepares the exec of `program` with `args` (its `argv[0]` is `program`).
+    pub fn new(program: &str, args: &[&str]) -> Result<PreparedExec, Error> {
+        let c_string = |text: &str| {
+            CString::new(text).map_err(|_| Error::Usage(format!("{text:?}: a NUL byte")))
+        };
+        let program = c_string(program)?;
+        let args = args.iter().map(|a| c_string(a)).collect::<Result<Vec<_>, _>>()?;
+        // The pointers point into the CStrings' own heap buffers, which do not move.
+        let mut argv: Vec<*const libc::c_char> = vec![program.as_ptr()];
+        argv.extend(args.iter().map(|a| a.as_ptr()));
+        argv.push(std::ptr::null());
+        Ok(PreparedExec { program, _args: args, argv, envp: [std::ptr::null()] })
     }
 
     /// `execve(2)`: replaces the calling process's program; returns only on failure, with the
@@ -71,7 +72,7 @@ pub struct Spawner {
     how: How,
     execs: bool,
     stack: ChildStack,
-    exec: Box<PreparedExec>,
+    exec: PreparedExec,
 }
 
 impl Spawner {
@@ -87,7 +88,7 @@ impl Spawner {
                 )));
             }
         }
-        let (stack, exec) = (ChildStack::new(64 << 10)?, PreparedExec::new(program)?);
+        let (stack, exec) = (ChildStack::new(64 << 10)?, PreparedExec::new(program, &[])?);
         Ok(Spawner { how, execs: execs || how == How::PosixSpawn, stack, exec })
     }
 

@@ -76,7 +76,16 @@ fn cgroup_scenarios_refuse_with_exit_2_and_the_reason_where_they_cannot_run() {
 
 #[test]
 fn every_binary_has_help_with_the_exit_statuses() {
-    let others = ["fork_waitpid", "clone_waitpid", "clone_flags", "spawn_bench", "cgroup_race"];
+    let others = [
+        "fork_waitpid",
+        "clone_waitpid",
+        "clone_flags",
+        "clone_thread",
+        "clone_wait_flags",
+        "fork_exec_attributes",
+        "spawn_bench",
+        "cgroup_race",
+    ];
     let root_only = OTHER_ROOT_ONLY.map(|(name, _)| name);
     for name in others.into_iter().chain(MEMORY_SCENARIOS).chain(root_only) {
         let run = run(name, &["--help"]);
@@ -95,7 +104,14 @@ fn every_binary_has_help_with_the_exit_statuses() {
 fn bad_usage_is_exit_2_and_says_so() {
     use std::os::unix::ffi::OsStrExt;
     let not_utf8 = std::ffi::OsStr::from_bytes(b"--limit=\xff");
-    let names = ["fork_waitpid", "clone_flags", "spawn_bench", "cgroup_race"];
+    let names = [
+        "fork_waitpid",
+        "clone_flags",
+        "clone_thread",
+        "fork_exec_attributes",
+        "spawn_bench",
+        "cgroup_race",
+    ];
     for name in names.into_iter().chain(MEMORY_SCENARIOS) {
         let run = run_command(Command::new(bin(name)).arg(not_utf8));
         assert_eq!(run.code, 2, "{name}: {run}");

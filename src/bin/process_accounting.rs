@@ -130,7 +130,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         .find(|p| Path::new(p).exists())
         .ok_or_else(|| Error::cannot_run("no /bin/true or /usr/bin/true to exec"))?;
     // The exec's arguments, built now: the child allocates nothing.
-    let exec_true = PreparedExec::new(true_path)?;
+    let exec_true = PreparedExec::new(true_path, &[])?;
     let me = getpid();
 
     // 1. A fresh, empty accounting file, and accounting on.

@@ -133,6 +133,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         return Err(Error::cannot_run(format!("{program} does not exist: pass --program")));
     }
 
+    // SIGINT, SIGTERM and SIGHUP wait, blocked, until the row ends: then the run stops with
+    // 128 + the signal. A child created meanwhile inherits the mask; each is reaped at once.
+    let watch = SignalWatch::install()?;
     println!("spawn_bench: {count} children per row; exec methods run {program}");
     println!();
     println!(
@@ -141,9 +144,6 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     );
     let started = Instant::now();
     let mut rows = 0;
-    // SIGINT, SIGTERM and SIGHUP wait, blocked, until the row ends: then the run stops with
-    // 128 + the signal. A child created meanwhile inherits the mask; each is reaped at once.
-    let watch = SignalWatch::install()?;
     for &size in &sizes {
         let memory = touched(size);
         let mut fork_rate = None;

@@ -33,8 +33,10 @@ pub const MEMORY_SCENARIOS: [&str; 6] = [
 ];
 
 /// The other binaries that need root, and the words of their refusal without it.
-pub const OTHER_ROOT_ONLY: [(&str, &str); 3] = [
+pub const OTHER_ROOT_ONLY: [(&str, &str); 5] = [
     ("cgroup_pids_max", "needs root to create cgroups"),
+    ("cgroup_pids_hierarchy", "needs root to create cgroups"),
+    ("clone3_args", "need root: run it with sudo"),
     ("clone3_set_tid", "set_tid needs CAP_SYS_ADMIN: run it with sudo"),
     ("process_accounting", "acct needs CAP_SYS_PACCT: run it with sudo"),
 ];
@@ -154,6 +156,11 @@ pub fn bin(name: &str) -> PathBuf {
         "clone3_set_tid" => env!("CARGO_BIN_EXE_clone3_set_tid"),
         "process_accounting" => env!("CARGO_BIN_EXE_process_accounting"),
         "clone_flags" => env!("CARGO_BIN_EXE_clone_flags"),
+        "clone3_args" => env!("CARGO_BIN_EXE_clone3_args"),
+        "clone_wait_flags" => env!("CARGO_BIN_EXE_clone_wait_flags"),
+        "clone_thread" => env!("CARGO_BIN_EXE_clone_thread"),
+        "fork_exec_attributes" => env!("CARGO_BIN_EXE_fork_exec_attributes"),
+        "cgroup_pids_hierarchy" => env!("CARGO_BIN_EXE_cgroup_pids_hierarchy"),
         "spawn_bench" => env!("CARGO_BIN_EXE_spawn_bench"),
         "cgroup_race" => env!("CARGO_BIN_EXE_cgroup_race"),
         other => panic!("no binary {other}"),

@@ -1,0 +1,293 @@
+//! cgroup_pids_hierarchy: the rules of the pids controller, from its documentation, shown on
+//! the kernel.
+//!
+//! Usage: `sudo cargo run --bin cgroup_pids_hierarchy`
+//!
+//! A parent cgroup with pids.max = 2 and a child cgroup under it whose own pids.max is `max`
+//! (step 1). A manager born in the child cgroup forks until it cannot: the parent's limit
+//! binds the child cgroup, and fork #2 fails with EAGAIN (2). Moving processes in is never
+//! refused: two more written to cgroup.procs make pids.current 4, above pids.max 2 (3). With
+//! the count above the limit, every fork fails (4). pids.events counts the refusals: where the
+//! kernel has pids.events.local (6.11 and later), in the cgroup whose limit refused them (the
+//! parent), before that in the cgroup where the fork was tried (the child) (5). Threads count as
+//! tasks: a process of three threads moved into a fresh cgroup makes pids.current 3 (6).
+//!
+//! Expect `fork #2 failed: EAGAIN`, `pids.current = 4` with `pids.max = 2`, a refused fork
+//! at 4, `max` events counted, `pids.current = 3` for three threads; exit status 0.
+
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+#[path = "shared/cli.rs"]
+#[allow(dead_code)] // each binary uses a part of the shared command line
+mod cli;
+
+use cli::{no_options, Scenario, Summary, Verdict};
+use clone_cgroup::cgroup::{self, parse_flat_keyed, Cgroup};
+use clone_cgroup::child_say;
+use clone_cgroup::clone3::{clone3_child, CloneArgs};
+use clone_cgroup::process::{die_with_parent, fork_child, kill_and_reap, Child};
+use clone_cgroup::sync::{self, wait_signal, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
+use clone_cgroup::Error;
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::{getpid, Pid};
+
+const SCENARIO: Scenario = Scenario {
+    name: "cgroup_pids_hierarchy",
+    about:
+        "The pids controller's rules: a parent's pids.max binds its children, moving in is never\n\
+            refused, a count above the limit stops every fork, pids.events counts, threads count.",
+    options: "",
+};
+
+/// How long anything here may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// The parent cgroup's limit.
+const PARENT_MAX: usize = 2;
+/// The threads of the process of step 5 (its main thread included).
+const THREADS: usize = 3;
+
+/// `--hold-threads`: what this program is when step 5 runs it: a process of THREADS threads
+/// that waits to be killed.
+fn hold_threads() -> ExitCode {
+    for _ in 1..THREADS {
+        std::thread::spawn(|| std::thread::sleep(TIMEOUT));
+    }
+    println!("holding {THREADS} threads");
+    std::thread::sleep(TIMEOUT);
+    ExitCode::SUCCESS
+}
+
+/// A number from a cgroup file (`pids.current`).
+fn count(cgroup: &Cgroup, file: &str) -> Result<usize, Error> {
+    let text = cgroup.read(file)?;
+    text.trim().parse().map_err(|_| Error::Failed(format!("{file} holds {text:?}")))
+}
+
+/// The `max` counter of a pids.events file, or `None` where the kernel has no such file.
+fn max_events(cgroup: &Cgroup, file: &str) -> Result<Option<u64>, Error> {
+    if !cgroup.has_file(file) {
+        return Ok(None);
+    }
+    let events = parse_flat_keyed(&cgroup.read(file)?);
+    Ok(Some(events.into_iter().find(|(key, _)| key == "max").map_or(0, |(_, n)| n)))
+}
+
+fn shown(events: Option<u64>) -> String {
+    events.map_or("not offered by this kernel".into(), |n| format!("max {n}"))
+}
+
+/// A process of ours that sleeps until it is killed (a Child: killed and reaped when dropped).
+fn sleeper() -> Result<Child, Error> {
+    let deadline = Instant::now() + TIMEOUT;
+    let me = getpid();
+    let pid = fork_child(move || {
+        die_with_parent(me);
+        let _ = wait_signal(&SigSet::empty(), deadline);
+        0
+    })?;
+    Ok(Child::adopt(pid))
+}
+
+fn run(args: &[String]) -> Result<Summary, Error> {
+    no_options(args)?;
+    let me = getpid();
+    let watch = SignalWatch::install()?;
+
+    // 1. The parent cgroup (pids.max = 2) and a child cgroup in it (pids.max = max).
+    let (parent, notes) = cgroup::prepare("pids", None, None)?;
+    for note in notes {
+        println!("parent[{me}]: 1. {note}");
+    }
+    parent.write("pids.max", &PARENT_MAX.to_string())?;
+    parent.write("cgroup.subtree_control", "+pids")?;
+    let (child_cgroup, _) = cgroup::prepare("pids", Some(parent.path()), None)?;
+    println!(
+        "parent[{me}]: 1. {} pids.max = {}; {} pids.max = {}",
+        parent.path().display(),
+        parent.read("pids.max")?.trim(),
+        child_cgroup.path().display(),
+        child_cgroup.read("pids.max")?.trim()
+    );
+
+    // 2. A manager born in the child cgroup forks until the kernel refuses; then it tells us
+    //    and, when told, tries once more. Its children list is allocated here: a child
+    //    allocates nothing.
+    let dir = child_cgroup.open_path()?;
+    let deadline = Instant::now() + TIMEOUT;
+    let mut go = SigSet::empty();
+    go.add(PARENT_TO_CHILD);
+    let mut children: Vec<Pid> = Vec::with_capacity(8);
+    let manager = move || -> i32 {
+        die_with_parent(me);
+        let manager = getpid();
+        let fork_one = || {
+            fork_child(|| {
+                let _ = wait_signal(&SigSet::empty(), deadline);
+                0
+            })
+        };
+        let failure = loop {
+            match fork_one() {
+                Ok(pid) if children.len() < children.capacity() => {
+                    children.push(pid);
+                    child_say!("manager[{manager}]: 2. fork #{} -> {pid}", children.len());
+                }
+                Ok(pid) => {
+                    // More children than the list has room for: the limit did not bind.
+                    let _ = kill_and_reap(pid);
+                    break Errno::E2BIG;
+                }
+                Err(Error::Sys { errno, .. }) => break errno,
+                Err(_) => break Errno::UnknownErrno,
+            }
+        };
+        child_say!("manager[{manager}]: 2. fork #{} failed: {failure:?}", children.len() + 1);
+        let _ = sync::send(me, CHILD_TO_PARENT);
+        // 4. Told again after the move: with the count above the limit, one more try.
+        let _ = wait_signal(&go, deadline);
+        let again = match fork_one() {
+            Ok(pid) => {
+                let _ = kill_and_reap(pid);
+                "a child"
+            }
+            Err(Error::Sys { errno: Errno::EAGAIN, .. }) => "EAGAIN",
+            Err(_) => "another error",
+        };
+        child_say!("manager[{manager}]: 4. with the count above the limit, fork: {again}");
+        for child in &children {
+            let _ = kill_and_reap(*child);
+        }
+        if failure == Errno::EAGAIN && again == "EAGAIN" {
+            0
+        } else {
+            1
+        }
+    };
+    let clone_args = CloneArgs::new(Signal::SIGCHLD).pidfd().into_cgroup(&dir);
+    let mut manager = clone3_child(&clone_args, manager)?;
+    let pid = manager.pid();
+    println!(
+        "parent[{me}]: 2. clone3(CLONE_INTO_CGROUP) returned manager {pid} in the child cgroup"
+    );
+    match watch.expect(CHILD_TO_PARENT, pid, deadline)? {
+        Some(r) if r.signal == CHILD_TO_PARENT => {}
+        Some(r) if r.is_interruption() => return Err(manager.interrupted(r.signal)),
+        _ => return Err(Error::Failed(format!("manager {pid} never reported"))),
+    }
+    let bound = count(&parent, "pids.current")?;
+    println!("parent[{me}]: 2. the parent's limit bound the child cgroup: pids.current = {bound}");
+
+    // 3. Moving in is not refused: two sleepers written to the child cgroup's cgroup.procs.
+    let sleepers = [sleeper()?, sleeper()?];
+    for s in &sleepers {
+        child_cgroup.add_process(s.pid())?;
+    }
+    let above = count(&parent, "pids.current")?;
+    println!(
+        "parent[{me}]: 3. moved {} and {} in: pids.current = {above} with pids.max = {PARENT_MAX}",
+        sleepers[0].pid(),
+        sleepers[1].pid()
+    );
+
+    // 4. Above the limit, a fork fails (the manager tries; its line is step 4).
+    sync::send(pid, PARENT_TO_CHILD)?;
+    let ended = manager.wait(&watch, TIMEOUT, |_| {})?;
+    drop(sleepers);
+    println!("parent[{me}]: 4. waitid(P_PIDFD): {:?}", ended.status);
+
+    // 5. The refusals as the kernel counts them.
+    let (parent_events, parent_local) =
+        (max_events(&parent, "pids.events")?, max_events(&parent, "pids.events.local")?);
+    let (child_events, child_local) = (
+        max_events(&child_cgroup, "pids.events")?,
+        max_events(&child_cgroup, "pids.events.local")?,
+    );
+    println!(
+        "parent[{me}]: 5. parent cgroup pids.events: {}; pids.events.local: {}",
+        shown(parent_events),
+        shown(parent_local)
+    );
+    println!(
+        "parent[{me}]: 5. child cgroup pids.events: {}; pids.events.local: {}",
+        shown(child_events),
+        shown(child_local)
+    );
+    println!(
+        "parent[{me}]:    {}",
+        if parent_local.is_some() {
+            "counted in the cgroup whose limit refused the fork (hierarchical pids.events)"
+        } else {
+            "counted in the cgroup where the fork was tried (before hierarchical pids.events)"
+        }
+    );
+
+    // 6. Threads count as tasks: this program, started again with --hold-threads, holds
+    //    three threads; moved into a fresh cgroup, it is three tasks there.
+    let (fresh, _) = cgroup::prepare("pids", None, None)?;
+    let exe = std::env::current_exe().map_err(|e| Error::io("failed to find this program", e))?;
+    let mut holder = Command::new(&exe)
+        .arg("--hold-threads")
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io(&format!("failed to run {}", exe.display()), e))?;
+    let holder_pid = Pid::from_raw(holder.id() as i32);
+    let mut line = String::new();
+    let read = std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().expect("piped")),
+        &mut line,
+    );
+    let threads = match read {
+        Ok(_) => {
+            fresh.add_process(holder_pid)?;
+            count(&fresh, "pids.current")
+        }
+        Err(e) => Err(Error::io("failed to read from the thread holder", e)),
+    };
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let threads = threads?;
+    println!(
+        "parent[{me}]: 6. a process of {THREADS} threads moved into {}: pids.current = {threads}",
+        fresh.path().display()
+    );
+
+    // 7. Remove the cgroups, the child cgroup first.
+    for cgroup in [fresh, child_cgroup, parent] {
+        let path = cgroup.path().to_path_buf();
+        cgroup.remove()?;
+        println!("parent[{me}]: 7. removed {}", path.display());
+    }
+
+    // Where the kernel has pids.events.local (6.11), pids.events counts a refusal in the
+    // cgroup whose limit refused it, and in its ancestors; before, in the cgroup where the
+    // fork was tried.
+    let counted = match parent_local {
+        Some(_) => parent_events.unwrap_or(0) >= 2,
+        None => child_events.unwrap_or(0) >= 2,
+    };
+    let holds = bound == PARENT_MAX
+        && above == PARENT_MAX + 2
+        && ended.outcome == clone_cgroup::process::Outcome::Exited(0)
+        && counted
+        && threads == THREADS;
+    if !holds {
+        println!("parent[{me}]: NOT AS CLAIMED: the pids controller did not behave as documented");
+    }
+    Ok(Summary::new(SCENARIO.name, Verdict::of(holds))
+        .field("bound_by_parent", bound)
+        .field("moved_in_current", above)
+        .field("manager_outcome", ended.outcome.token())
+        .field("parent_events_max", parent_events.map_or("none".into(), |n| n.to_string()))
+        .field("parent_events_local_max", parent_local.map_or("none".into(), |n| n.to_string()))
+        .field("child_events_max", child_events.map_or("none".into(), |n| n.to_string()))
+        .field("threads_counted", threads))
+}
+
+fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "--hold-threads") {
+        return hold_threads();
+    }
+    SCENARIO.main(run)
+}

@@ -1,0 +1,142 @@
+//! clone_wait_flags: waiting for "clone children", whose exit signal is not SIGCHLD.
+//!
+//! Usage: `cargo run --bin clone_wait_flags` (no root needed)
+//!
+//! waitpid(2) calls a child that signals its end with anything but SIGCHLD (here SIGUSR1) a
+//! clone child. By default waitpid does not see it: even once it has ended, `waitpid(pid, 0)`
+//! fails with ECHILD. With `__WCLONE` it waits for clone children only (so an ordinary child
+//! is ECHILD to it), with `__WALL` for both. And by default any thread of a process may reap
+//! the children of its sibling threads; `__WNOTHREAD` restricts a thread to its own children.
+//! Expect ECHILD, then the clone child reaped with __WCLONE, another with __WALL, ECHILD for
+//! __WCLONE on an ordinary child, ECHILD for __WNOTHREAD in a sibling thread, which then reaps
+//! it without the flag; exit status 0.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[path = "shared/cli.rs"]
+#[allow(dead_code)] // each binary uses a part of the shared command line
+mod cli;
+
+use cli::{no_options, Scenario, Summary, Verdict};
+use clone_cgroup::process::{clone_child, fork_child, Child, ChildStack};
+use clone_cgroup::sync::SignalWatch;
+use clone_cgroup::Error;
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{getpid, Pid};
+
+const SCENARIO: Scenario = Scenario {
+    name: "clone_wait_flags",
+    about: "Clone children (exit signal other than SIGCHLD) and waitpid: invisible by default,\n\
+            reaped with __WCLONE or __WALL; __WNOTHREAD keeps a thread to its own children.",
+    options: "",
+};
+
+/// How long anything here may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `waitpid(pid, flags)` as a word for the table and the summary: the status, or the errno.
+fn wait_word(pid: Pid, flags: WaitPidFlag) -> String {
+    match waitpid(pid, Some(flags)) {
+        Ok(WaitStatus::Exited(_, code)) => format!("exited:{code}"),
+        Ok(other) => format!("{other:?}"),
+        Err(errno) => format!("{errno:?}"),
+    }
+}
+
+/// Waits until `watch` takes `signal` from `pid`: the child has ended (its exit signal) or,
+/// for an ordinary child, sent SIGCHLD. Then its end is certain before we look.
+fn ended(watch: &SignalWatch, signal: Signal, pid: Pid) -> Result<(), Error> {
+    match watch.expect(signal, pid, Instant::now() + TIMEOUT)? {
+        Some(r) if r.signal == signal => Ok(()),
+        Some(r) if r.is_interruption() => Err(Error::Interrupted(r.signal)),
+        _ => Err(Error::Failed(format!("child {pid} did not end within {TIMEOUT:?}"))),
+    }
+}
+
+fn run(args: &[String]) -> Result<Summary, Error> {
+    no_options(args)?;
+    let me = getpid();
+    // SIGUSR1, the clone children's exit signal, is blocked (SignalWatch blocks it), so that
+    // it is taken as news of their end rather than killing us.
+    let watch = SignalWatch::install()?;
+    let mut stack = ChildStack::new(64 << 10)?;
+    let mut exit_at_once = || 0;
+
+    // 1. A clone child: clone() with SIGUSR1 as its exit signal. Once it has ended, plain
+    //    waitpid does not see it.
+    let pid = clone_child(&mut exit_at_once, &mut stack, CloneFlags::empty(), Signal::SIGUSR1)?;
+    let mut guard = Child::adopt(pid);
+    ended(&watch, Signal::SIGUSR1, pid)?;
+    let plain = wait_word(pid, WaitPidFlag::empty());
+    println!("parent[{me}]: 1. clone child {pid} (exit signal SIGUSR1) has ended; waitpid(pid, 0): {plain}");
+
+    // 2. __WCLONE: clone children only. It reaps this one.
+    let wclone = wait_word(pid, WaitPidFlag::__WCLONE);
+    println!("parent[{me}]: 2. waitpid(pid, __WCLONE): {wclone}");
+    let _ = guard.into_pid();
+
+    // 3. __WALL: every child, whatever its exit signal.
+    let pid = clone_child(&mut exit_at_once, &mut stack, CloneFlags::empty(), Signal::SIGUSR1)?;
+    guard = Child::adopt(pid);
+    ended(&watch, Signal::SIGUSR1, pid)?;
+    let wall = wait_word(pid, WaitPidFlag::__WALL);
+    println!("parent[{me}]: 3. another clone child {pid}; waitpid(pid, __WALL): {wall}");
+    let _ = guard.into_pid();
+
+    // 4. An ordinary child (fork: SIGCHLD) is not a clone child: __WCLONE does not see it.
+    let pid = fork_child(|| 0)?;
+    guard = Child::adopt(pid);
+    ended(&watch, Signal::SIGCHLD, pid)?;
+    let wclone_ordinary = wait_word(pid, WaitPidFlag::__WCLONE);
+    let plain_ordinary = wait_word(pid, WaitPidFlag::empty());
+    println!(
+        "parent[{me}]: 4. ordinary child {pid}; waitpid(pid, __WCLONE): {wclone_ordinary}; \
+         waitpid(pid, 0): {plain_ordinary}"
+    );
+    let _ = guard.into_pid();
+
+    // 5. A child of this (main) thread, and a second thread that waits for it: with
+    //    __WNOTHREAD it may not; without, it may, and reaps it.
+    let pid = fork_child(|| 0)?;
+    guard = Child::adopt(pid);
+    ended(&watch, Signal::SIGCHLD, pid)?;
+    let (wnothread, sibling) = std::thread::scope(|scope| {
+        let thread = scope.spawn(|| {
+            let wnothread = wait_word(pid, WaitPidFlag::__WNOTHREAD | WaitPidFlag::WNOHANG);
+            (wnothread, wait_word(pid, WaitPidFlag::empty()))
+        });
+        thread.join().unwrap_or_else(|_| ("panicked".into(), "panicked".into()))
+    });
+    let _ = guard.into_pid();
+    println!(
+        "parent[{me}]: 5. a second thread, for the main thread's child {pid}: \
+         waitpid(pid, __WNOTHREAD): {wnothread}; waitpid(pid, 0): {sibling}"
+    );
+
+    let echild = format!("{:?}", Errno::ECHILD);
+    let holds = plain == echild
+        && wclone == "exited:0"
+        && wall == "exited:0"
+        && wclone_ordinary == echild
+        && plain_ordinary == "exited:0"
+        && wnothread == echild
+        && sibling == "exited:0";
+    if !holds {
+        println!("parent[{me}]: NOT AS CLAIMED: waitpid(2) describes another result");
+    }
+    Ok(Summary::new(SCENARIO.name, Verdict::of(holds))
+        .field("plain_on_clone_child", plain)
+        .field("wclone", wclone)
+        .field("wall", wall)
+        .field("wclone_on_ordinary_child", wclone_ordinary)
+        .field("wnothread_in_sibling_thread", wnothread)
+        .field("sibling_thread", sibling))
+}
+
+fn main() -> ExitCode {
+    SCENARIO.main(run)
+}
