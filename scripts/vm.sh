@@ -7,7 +7,7 @@
 #   scripts/vm.sh demo [OPTIONS]                    every scenario once, with its transcript;
 #                                                   exit 0 iff every one ended as claimed
 #   scripts/vm.sh exec [OPTIONS] 'COMMAND'          a shell command in the VM, the scenario
-#                                                   binaries on PATH: `exec 'clone3_args'`
+#                                                   binaries and examples on PATH
 #   scripts/vm.sh build (test|bins)                 only build the static binaries and the
 #                                                   initramfs (test-all.sh does it once)
 #
@@ -51,6 +51,7 @@ up_timeout=${VM_UP_TIMEOUT:-60}
 test_threads=${VM_TEST_THREADS:-8}
 # Every binary goes into the VM; the demo runs the scenarios in the order of scenarios.txt.
 mapfile -t bins < <(cd "$here/src/bin" && ls -- *.rs | sed 's/\.rs$//')
+mapfile -t examples < <(cd "$here/examples" && ls -- *.rs | sed 's/\.rs$//')
 mapfile -t demo_bins < "$here/scripts/scenarios.txt"
 
 die() { echo "vm.sh: $*" >&2; exit 2; }
@@ -79,7 +80,7 @@ bin_dir=$here/$build_dir
 # $work/test-executables.
 build_static() {
     local what=$1 json
-    (cd "$here" && cargo build --quiet "${build_args[@]}" --bins)
+    (cd "$here" && cargo build --quiet "${build_args[@]}" --bins --examples)
     : > "$work/test-executables"
     if [ "$what" = test ]; then
         json=$(cd "$here" && cargo test --quiet "${build_args[@]}" --no-run --message-format=json 2>/dev/null)
@@ -161,6 +162,9 @@ make_initramfs() {
     for b in "${bins[@]}"; do
         cp "$bin_dir/$b" "$root$bin_dir/$b"
         ln -s "$bin_dir/$b" "$root/bin/$b"
+    done
+    for e in "${examples[@]}"; do
+        cp "$bin_dir/examples/$e" "$root/bin/$e"
     done
     while read -r t; do [ -n "$t" ] && cp "$t" "$root/tests/"; done < "$work/test-executables"
     # The one script a test runs in the guest, at the path the tests were built with.
@@ -315,8 +319,15 @@ main() {
         tsc_khz=$(host_tsc_khz) || true
         [ -n "$tsc_khz" ] || say "the host's TSC frequency is unknown: the guest calibrates its own (a boot may hang; the watchdog retries it)"
     fi
-    trap report_boots EXIT
-    local log=$work/$mode-$line-cpus$cpus.log task initramfs
+    # A demo or a command may run beside another one: its files carry this run's pid.
+    local run=$mode
+    [ "$mode" = test ] || run=$mode-$$
+    if [ "$mode" = test ]; then
+        trap report_boots EXIT
+    else
+        trap "report_boots; rm -f '$work/initramfs-$run.cpio.gz'" EXIT
+    fi
+    local log=$work/$run-$line-cpus$cpus.log task initramfs
     case $mode in
         test)
             if [ "$build" = 1 ]; then
@@ -342,17 +353,17 @@ main() {
         demo)
             [ "$build" = 0 ] || build_static bins
             task='for b in '"${demo_bins[*]}"'; do echo; echo "$ sudo $b"; $b; echo "(exit status $?)"; done'
-            make_initramfs demo "$task"
+            make_initramfs "$run" "$task"
             # loglevel 4 lets the kernel's own "Memory cgroup out of memory: Killed process" through.
-            boot_with_retry "$log" 4 "$work/initramfs-demo.cpio.gz" || exit 1
+            boot_with_retry "$log" 4 "$work/initramfs-$run.cpio.gz" || exit 1
             ! grep -q '^(exit status [1-9]' "$log" || exit 1
             ;;
         exec)
             [ "${#rest[@]}" -ge 1 ] || die "exec needs a command"
             [ "$build" = 0 ] || build_static bins
-            make_initramfs exec "${rest[*]}"'
+            make_initramfs "$run" "${rest[*]}"'
 echo "@@exec-status $?"'
-            boot_with_retry "$log" 3 "$work/initramfs-exec.cpio.gz" || exit 1
+            boot_with_retry "$log" 3 "$work/initramfs-$run.cpio.gz" || exit 1
             grep -q '^@@exec-status 0$' "$log" || exit 1
             ;;
     esac

@@ -17,7 +17,12 @@
 //! | [`cgroup_pids_max`](../cgroup_pids_max/index.html) | `pids.max`: fork fails with EAGAIN |
 //! | [`clone3_set_tid`](../clone3_set_tid/index.html) | `set_tid`: a chosen pid in every PID namespace |
 //! | [`process_accounting`](../process_accounting/index.html) | `acct(2)` and the kernel's records of ended processes |
-//! | [`clone_flags`](../clone_flags/index.html) | what `CLONE_FILES`, `CLONE_FS`, `CLONE_SIGHAND`, `CLONE_VM` share |
+//! | [`clone_flags`](../clone_flags/index.html) | every clone flag a program can see, with and without it |
+//! | [`clone3_args`](../clone3_args/index.html) | the kernel selftests' checks of `clone3`'s arguments |
+//! | [`clone_wait_flags`](../clone_wait_flags/index.html) | clone children and `__WCLONE`, `__WALL`, `__WNOTHREAD` |
+//! | [`clone_thread`](../clone_thread/index.html) | a thread built by hand, joined on the futex the kernel clears |
+//! | [`fork_exec_attributes`](../fork_exec_attributes/index.html) | what fork and exec keep, beside the book |
+//! | [`cgroup_pids_hierarchy`](../cgroup_pids_hierarchy/index.html) | the pids controller's rules in a hierarchy |
 //! | [`spawn_bench`](../spawn_bench/index.html), [`cgroup_race`](../cgroup_race/index.html) | measurements: how fast a process is born; what a move into a cgroup costs |
 //!
 //! # The library, in reading order
@@ -31,6 +36,8 @@
 //! 4. [`memory`]: memory that is paid for when touched, so a child pays before its move.
 //! 5. [`clone3`]: the `clone3` system call: `CLONE_INTO_CGROUP`, `CLONE_PIDFD`, `set_tid`.
 //! 6. [`spawn`]: process creation prepared in advance, so that a child only makes system calls.
+//! 7. `thread` (x86-64): a thread built by hand with `clone3`, and why its code may touch no
+//!    thread-local variable.
 //!
 //! The command line the binaries share (options, `--help`, the summary line each run ends
 //! with) is not part of the library: it is `src/bin/shared/cli.rs`, which each binary includes.

@@ -155,8 +155,16 @@ fn mount_options(mount: &Cgroup2Mount) -> Result<String, Error> {
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .find(|f| f.len() > 3 && f[1] == path && f[2] == "cgroup2")
-        .map(|f| f[3].split(',').filter(|o| *o != "rw").collect::<Vec<_>>().join(","))
+        // Only cgroup2's own options: the VFS ones (rw, relatime, ...) are not mount data,
+        // and a kernel refuses them there.
+        .map(|f| f[3].split(',').filter(|o| kernel_knows(o)).collect::<Vec<_>>().join(","))
         .ok_or_else(|| Error::Failed(format!("{path} is not in /proc/self/mounts")))
+}
+
+/// Whether `option` is a cgroup2 mount option this kernel lists in /sys/kernel/cgroup/features.
+fn kernel_knows(option: &str) -> bool {
+    let features = std::fs::read_to_string("/sys/kernel/cgroup/features").unwrap_or_default();
+    features.lines().any(|line| line.trim() == option)
 }
 
 /// `mount -o remount,OPTIONS none PATH`.
@@ -215,8 +223,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let options = mount_options(&mount)?;
     let with =
         if options.is_empty() { "favordynmods".into() } else { format!("{options},favordynmods") };
-    let favordynmods = match remount(&mount.path, &with) {
-        Ok(()) => {
+    let favordynmods = match kernel_knows("favordynmods").then(|| remount(&mount.path, &with)) {
+        Some(Err(errno)) => return Err(Error::sys("mount(MS_REMOUNT, favordynmods)", errno)),
+        Some(Ok(())) => {
             let measured = (tally("signal", &[], runs), tally("signal_fail", &[], runs));
             remount(&mount.path, &options).map_err(|e| Error::sys("mount(MS_REMOUNT) back", e))?;
             let (small, big) = (measured.0?, measured.1?);
@@ -224,8 +233,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             row("favordynmods, signal-synced", "-", &small, &big, median(&small, &big));
             "measured"
         }
-        Err(_) => {
-            println!("{:<28} {:>8}  not offered by this kernel (before 6.0)", "favordynmods", "-");
+        None => {
+            println!("{:<28} {:>8}  not offered by this kernel", "favordynmods", "-");
             "not-offered"
         }
     };

@@ -428,6 +428,10 @@ fn parent_row() -> Result<Seen, Error> {
     let look = |flags: Flags| -> Result<String, Error> {
         // Our child starts a child of its own, and tells by its exit status whether that
         // one is its child (0: it reaped it) or not (1: ECHILD).
+        // EXCEPTION to the child-code rule: clone3_child is a parent's function, whose
+        // refusal of sharing flags formats a message; with these flags that path is never
+        // taken, and the rest of it (a thread count read into a stack buffer, clone3)
+        // allocates nothing.
         let middle = fork_child(|| {
             // clone3 wants exit signal 0 with CLONE_PARENT: the child takes its parent's.
             let exit_signal = if flags == Flags::PARENT { 0 } else { Signal::SIGCHLD as u64 };
