@@ -86,15 +86,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     // 4. Join: release it, then wait on the futex at the tid word until the kernel zeroes it.
     thread.join()?;
     let word_after = thread.tid_word();
-    let mut tasks_after = task_list()?;
-    for _ in 0..100 {
-        // The kernel clears the word as the thread ends, a moment before it leaves the list.
-        if !tasks_after.contains(&tid.as_raw()) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        tasks_after = task_list()?;
-    }
+    // join has waited until the thread also left /proc/self/task.
+    let tasks_after = task_list()?;
     let sigchld_sent = wait_signal(&sigchld, Instant::now())?.is_some();
     println!(
         "parent[{me}]: 4. joined: the tid word went {word_at_start} -> {word_after}; /proc/self/task lists {tasks_after:?}; SIGCHLD {}",

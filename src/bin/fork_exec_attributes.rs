@@ -198,8 +198,10 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let back_to = std::env::current_dir()
         .map_err(|e| Error::io("failed to read the working directory", e))?;
     let result = demonstrate(&scratch);
-    // The alarm would kill us; the working directory is about to go.
+    // The alarm would kill us, the parent-death signal outlive the run; the working
+    // directory is about to go.
     alarm::cancel();
+    let _ = prctl::set_pdeathsig(None);
     let _ = std::env::set_current_dir(back_to);
     let _ = fs::remove_dir_all(&scratch);
     result
