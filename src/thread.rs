@@ -238,7 +238,8 @@ pub fn thread_pointer() -> usize {
     pointer
 }
 
-/// The thread's code, which touches no thread-local: report, wait for the release, end this thread alone.
+/// The thread's code, which touches no thread-local: report, wait for the release, end this
+/// thread alone.
 extern "C" fn thread_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: arg is the Shared that start() passed, alive until the tid word is cleared.
     let shared = unsafe { &*(arg as *const Shared) };
