@@ -268,7 +268,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         }
     };
     println!("parent[{me}]: 2. {} cases:", rows.len());
-    println!("    {:<22} {:<42} {:<14} {:<14}", "source", "input", "expected", "seen");
+    println!("    {:<23} {:<43} {:<14} {:<14}", "source", "input", "expected", "seen");
     let mut mismatched = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let result = try_clone3(&row.args)?.map(|ended| ended.outcome);
@@ -293,7 +293,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
                 "NOT AS EXPECTED".to_string()
             }
         };
-        println!("    {:<22} {:<42} {expected:<14} {seen:<14} {verdict}", row.source, row.input);
+        println!("    {:<23} {:<43} {expected:<14} {seen:<14} {verdict}", row.source, row.input);
     }
 
     // 3. Remove the stage.
