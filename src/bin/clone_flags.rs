@@ -515,12 +515,13 @@ fn pidfd_row() -> Result<Seen, Error> {
     ))
 }
 
-fn into_cgroup_row() -> Result<Seen, Error> {
-    let (target, _) = match cgroup::prepare("pids", None, None) {
+/// The row, and what was done to the cgroup tree for it (created, enabled, removed).
+fn into_cgroup_row() -> Result<(Seen, Vec<String>), Error> {
+    let (target, mut notes) = match cgroup::prepare("pids", None, None) {
         Ok(prepared) => prepared,
         Err(Error::CannotRun(why)) => {
             let why = why.split(" (").next().unwrap_or_default();
-            return Ok(Seen::NotShown(format!("it needs root and cgroup v2: {why}")));
+            return Ok((Seen::NotShown(format!("it needs root and cgroup v2: {why}")), vec![]));
         }
         Err(e) => return Err(e),
     };
@@ -546,8 +547,10 @@ fn into_cgroup_row() -> Result<Seen, Error> {
             look(CloneArgs::new(Signal::SIGCHLD))?,
         ))
     })();
+    let path = target.path().display().to_string();
     target.remove()?;
-    seen
+    notes.push(format!("removed {path}"));
+    Ok((seen?, notes))
 }
 
 fn clear_sighand_row() -> Result<Seen, Error> {
@@ -640,8 +643,11 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     table.print(&PLACE[1], seen);
     let seen = pidfd_row()?;
     table.print(&PLACE[2], seen);
-    let seen = into_cgroup_row()?;
+    let (seen, notes) = into_cgroup_row()?;
     table.print(&PLACE[3], seen);
+    for note in notes {
+        println!("parent[{me}]: 4. {note}");
+    }
     let seen = clear_sighand_row()?;
     table.print(&PLACE[4], seen);
     let seen = detached_row()?;
