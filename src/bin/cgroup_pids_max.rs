@@ -151,6 +151,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         .find(|(key, _)| key == "max")
         .map_or(0, |(_, value)| value);
     println!("parent[{me}]: 6. pids.events: {}", events.trim().replace('\n', ", "));
+
+    // 7. Remove the cgroup: every process in it has been reaped, so rmdir finds it empty.
     let path = cgroup.path().to_path_buf();
     cgroup.remove()?;
     println!("parent[{me}]: 7. removed {}", path.display());
