@@ -21,7 +21,8 @@ use nix::unistd::Pid;
 
 use crate::memory::StackArea;
 use crate::process::{
-    end_child_with, reap_pidfd, require_single_thread, stopped, Child, Ended, RseqPause,
+    child_trampoline, end_child_with, flush_stdout, reap_pidfd, require_single_thread, stopped,
+    Child, Ended, RseqPause,
 };
 use crate::sync::INTERRUPTIONS;
 use crate::Error;
@@ -32,9 +33,10 @@ use crate::Error;
 pub struct Flags(pub u64);
 
 macro_rules! clone_flags {
-    ($($(#[$doc:meta])* $name:ident = $value:expr;)*) => {
+    ($($name:ident = $value:expr, $doc:literal;)*) => {
         impl Flags {
-            $($(#[$doc])* pub const $name: Flags = Flags($value);)*
+            $(#[doc = concat!("`CLONE_", stringify!($name), "`: ", $doc)]
+            pub const $name: Flags = Flags($value);)*
             /// Every flag with its C name, in the order of `<linux/sched.h>`.
             pub const ALL: &'static [(Flags, &'static str)] =
                 &[$((Flags::$name, concat!("CLONE_", stringify!($name))),)*];
@@ -43,61 +45,33 @@ macro_rules! clone_flags {
 }
 
 clone_flags! {
-    /// `CLONE_NEWTIME`: a new time namespace (5.6; not in `clone`, where the bit is a signal).
-    NEWTIME = 0x80;
-    /// `CLONE_VM`: share the address space.
-    VM = 0x100;
-    /// `CLONE_FS`: share the root, the working directory and the umask.
-    FS = 0x200;
-    /// `CLONE_FILES`: share the file descriptor table.
-    FILES = 0x400;
-    /// `CLONE_SIGHAND`: share the table of signal handlers (needs `VM`).
-    SIGHAND = 0x800;
-    /// `CLONE_PIDFD`: return a pidfd for the child in `clone_args.pidfd` (5.2).
-    PIDFD = 0x1000;
-    /// `CLONE_PTRACE`: if the parent is traced, trace the child too.
-    PTRACE = 0x2000;
-    /// `CLONE_VFORK`: suspend the parent until the child exits or execs.
-    VFORK = 0x4000;
-    /// `CLONE_PARENT`: the child's parent is the caller's parent, not the caller.
-    PARENT = 0x8000;
-    /// `CLONE_THREAD`: same thread group (pid), a tid of its own, no exit signal; needs `SIGHAND`.
-    THREAD = 0x10000;
-    /// `CLONE_NEWNS`: a new mount namespace.
-    NEWNS = 0x20000;
-    /// `CLONE_SYSVSEM`: share System V semaphore undo values.
-    SYSVSEM = 0x40000;
-    /// `CLONE_SETTLS`: the child's thread pointer is `clone_args.tls`.
-    SETTLS = 0x80000;
-    /// `CLONE_PARENT_SETTID`: store the child's tid at `clone_args.parent_tid`, in the parent.
-    PARENT_SETTID = 0x100000;
-    /// `CLONE_CHILD_CLEARTID`: at the child's exit, zero `clone_args.child_tid` and wake a
-    /// futex there (how threads are joined).
-    CHILD_CLEARTID = 0x200000;
-    /// `CLONE_DETACHED`: obsolete, ignored by `clone`; `clone3` refuses it.
-    DETACHED = 0x400000;
-    /// `CLONE_UNTRACED`: a tracer cannot force `PTRACE` onto the child.
-    UNTRACED = 0x800000;
-    /// `CLONE_CHILD_SETTID`: store the child's tid at `clone_args.child_tid`, in the child.
-    CHILD_SETTID = 0x1000000;
-    /// `CLONE_NEWCGROUP`: a new cgroup namespace.
-    NEWCGROUP = 0x2000000;
-    /// `CLONE_NEWUTS`: a new UTS namespace (hostname, domain name).
-    NEWUTS = 0x4000000;
-    /// `CLONE_NEWIPC`: a new IPC namespace.
-    NEWIPC = 0x8000000;
-    /// `CLONE_NEWUSER`: a new user namespace.
-    NEWUSER = 0x10000000;
-    /// `CLONE_NEWPID`: a new PID namespace, the child its pid 1.
-    NEWPID = 0x20000000;
-    /// `CLONE_NEWNET`: a new network namespace.
-    NEWNET = 0x40000000;
-    /// `CLONE_IO`: share the I/O context.
-    IO = 0x80000000;
-    /// `CLONE_CLEAR_SIGHAND`: reset every handled signal to its default (5.5; not with `SIGHAND`).
-    CLEAR_SIGHAND = 0x1_0000_0000;
-    /// `CLONE_INTO_CGROUP`: start the child in the cgroup of fd `clone_args.cgroup` (5.7).
-    INTO_CGROUP = 0x2_0000_0000;
+    NEWTIME = 0x80, "a new time namespace (5.6; not in `clone`, where the bit is a signal).";
+    VM = 0x100, "share the address space.";
+    FS = 0x200, "share the root, the working directory and the umask.";
+    FILES = 0x400, "share the file descriptor table.";
+    SIGHAND = 0x800, "share the table of signal handlers (needs `VM`).";
+    PIDFD = 0x1000, "return a pidfd for the child in `clone_args.pidfd` (5.2).";
+    PTRACE = 0x2000, "if the parent is traced, trace the child too.";
+    VFORK = 0x4000, "suspend the parent until the child exits or execs.";
+    PARENT = 0x8000, "the child's parent is the caller's parent, not the caller.";
+    THREAD = 0x10000, "the same pid, a tid of its own, no exit signal; needs `SIGHAND`.";
+    NEWNS = 0x20000, "a new mount namespace.";
+    SYSVSEM = 0x40000, "share System V semaphore undo values.";
+    SETTLS = 0x80000, "the child's thread pointer is `clone_args.tls`.";
+    PARENT_SETTID = 0x100000, "store the child's tid at `clone_args.parent_tid`, in the parent.";
+    CHILD_CLEARTID = 0x200000, "at the child's end, zero `clone_args.child_tid` and wake its futex.";
+    DETACHED = 0x400000, "obsolete, ignored by `clone`; `clone3` refuses it.";
+    UNTRACED = 0x800000, "a tracer cannot force `PTRACE` onto the child.";
+    CHILD_SETTID = 0x1000000, "store the child's tid at `clone_args.child_tid`, in the child.";
+    NEWCGROUP = 0x2000000, "a new cgroup namespace.";
+    NEWUTS = 0x4000000, "a new UTS namespace (hostname, domain name).";
+    NEWIPC = 0x8000000, "a new IPC namespace.";
+    NEWUSER = 0x10000000, "a new user namespace.";
+    NEWPID = 0x20000000, "a new PID namespace, the child its pid 1.";
+    NEWNET = 0x40000000, "a new network namespace.";
+    IO = 0x80000000, "share the I/O context.";
+    CLEAR_SIGHAND = 0x1_0000_0000, "reset every caught signal to its default (5.5; no `SIGHAND`).";
+    INTO_CGROUP = 0x2_0000_0000, "start the child in the cgroup of fd `clone_args.cgroup` (5.7).";
 }
 
 impl Flags {
@@ -314,8 +288,16 @@ fn started(
 
 /// Flags a fork-like child must not have: sharing memory, handlers or thread identity, or
 /// having the kernel write a tid or take a thread pointer at addresses we were handed.
-const REFUSED: Flags =
-    Flags(0x10000 | 0x4000 | 0x800 | 0x100 | 0x80000 | 0x100000 | 0x200000 | 0x1000000);
+const REFUSED: Flags = Flags(
+    Flags::THREAD.0
+        | Flags::VFORK.0
+        | Flags::SIGHAND.0
+        | Flags::VM.0
+        | Flags::SETTLS.0
+        | Flags::PARENT_SETTID.0
+        | Flags::CHILD_CLEARTID.0
+        | Flags::CHILD_SETTID.0,
+);
 
 /// `clone3` like `fork`: runs `child` in the new process, which then ends with its return
 /// value (see the crate's rule for child code); returns the child in the parent.
@@ -364,7 +346,7 @@ pub unsafe fn clone3_child_unchecked(
     args: &CloneArgs,
     child: impl FnOnce() -> i32,
 ) -> Result<Child, Error> {
-    let _ = std::io::Write::flush(&mut std::io::stdout());
+    flush_stdout();
     let mut pidfd: libc::c_int = -1;
     let mut filled = args.fill(&mut pidfd);
     let rseq = if args.flag_set().contains(Flags::VM) { None } else { RseqPause::start() };
@@ -388,8 +370,8 @@ pub unsafe fn clone3_child_unchecked(
 ///
 /// With [`Reservation::with_shared_stack`](crate::memory::Reservation::with_shared_stack) the
 /// stack costs a child born in a cgroup nothing, and with glibc's rseq registration paused
-/// across the call ([`RseqPause`](crate::process)) neither does the kernel's first write into its memory: only
-/// what the child writes on purpose is charged there.
+/// across the call neither does the kernel's first write into its memory: only what the child
+/// writes on purpose is charged there.
 ///
 /// # Safety
 /// The process must have one thread (or `child` keep the rule for child code strictly), and
@@ -402,21 +384,15 @@ pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
     stack: StackArea,
     child: &mut F,
 ) -> Result<Child, Error> {
-    extern "C" fn trampoline<F: FnMut() -> i32>(arg: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: arg is the &mut F given below, alive for the child (see # Safety).
-        let child = unsafe { &mut *(arg as *mut F) };
-        // A panic stops here: nothing unwinds through this extern "C" frame.
-        end_child_with(child)
-    }
-
-    let _ = std::io::Write::flush(&mut std::io::stdout());
+    flush_stdout();
     let mut pidfd: libc::c_int = -1;
-    let entry: extern "C" fn(*mut libc::c_void) -> libc::c_int = trampoline::<F>;
     // A CLONE_VM child starts without rseq anyway (the kernel drops the registration).
     let rseq = if args.flag_set().contains(Flags::VM) { None } else { RseqPause::start() };
-    // SAFETY: entry never returns in the child (it ends in _exit); the rest is the caller's.
+    // SAFETY: the trampoline never returns in the child (it ends in _exit), and `child` is
+    // alive for the child (see # Safety); the rest is the caller's.
     let ret = unsafe {
-        clone3_on_stack(args, stack, &mut pidfd, entry, child as *mut F as *mut libc::c_void)
+        let arg = child as *mut F as *mut libc::c_void;
+        clone3_on_stack(args, stack, &mut pidfd, child_trampoline::<F>, arg)
     };
     drop(rseq);
     started(args, ret, Errno::from_raw((-ret) as i32), pidfd)

@@ -26,7 +26,8 @@
 //! | [`spawn_bench`](../spawn_bench/index.html), [`cgroup_race`](../cgroup_race/index.html) | measurements: how fast a process is born; what a move into a cgroup costs |
 //!
 //! # The library, in reading order
-//! It holds the mechanisms the scenarios share, named for what they ask of the kernel:
+//! It holds the mechanisms the scenarios share, named for what they ask of the kernel. The
+//! six core scenarios and the `clone3` pair need only the first five modules:
 //! 1. [`process`]: start a child ([`fork_child`](process::fork_child),
 //!    [`clone_child`](process::clone_child), [`vfork_child`](process::vfork_child)) and wait,
 //!    bounded, for its [`Outcome`](process::Outcome); [`child_say!`] for its output.
@@ -35,8 +36,12 @@
 //!    controller, write a limit, move a process in, read the kernel's counters, remove.
 //! 4. [`memory`]: memory that is paid for when touched, so a child pays before its move.
 //! 5. [`clone3`]: the `clone3` system call: `CLONE_INTO_CGROUP`, `CLONE_PIDFD`, `set_tid`.
+//!
+//! The lessons around them add three, each a set of system calls that needs `unsafe`:
 //! 6. [`spawn`]: process creation prepared in advance, so that a child only makes system calls.
-//! 7. `thread` (x86-64): a thread built by hand with `clone3`, and why its code may touch no
+//! 7. [`attributes`]: what fork copies, exec resets and the clone flags share, besides memory:
+//!    signal dispositions, nice, I/O priority, a System V semaphore's undo.
+//! 8. `thread` (x86-64): a thread built by hand with `clone3`, and why its code may touch no
 //!    thread-local variable.
 //!
 //! The command line the binaries share (options, `--help`, the summary line each run ends
@@ -70,6 +75,7 @@ use std::io;
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
+pub mod attributes;
 pub mod cgroup;
 pub mod clone3;
 pub mod memory;

@@ -106,6 +106,17 @@ pub fn describe_status(status: WaitStatus) -> String {
     }
 }
 
+/// Where a child on a stack of its own begins, with `arg` the `&mut F` it runs (alive for as
+/// long as the child runs: the caller of `clone` or `clone3` vouches). It ends the child in
+/// [`end_child_with`], so no panic unwinds through this `extern "C"` frame.
+pub(crate) extern "C" fn child_trampoline<F: FnMut() -> i32>(
+    arg: *mut libc::c_void,
+) -> libc::c_int {
+    // SAFETY: arg is the &mut F the caller passed with this function, alive for the child.
+    let child = unsafe { &mut *(arg as *mut F) };
+    end_child_with(child)
+}
+
 /// A child that has been reaped: its raw wait status and what it means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ended {
@@ -395,7 +406,7 @@ pub(crate) fn require_single_thread(call: &str) -> Result<(), Error> {
 }
 
 /// Anything buffered in our stdout would be copied into the child and printed twice.
-fn flush_stdout() {
+pub(crate) fn flush_stdout() {
     let _ = std::io::stdout().flush();
 }
 
@@ -485,13 +496,6 @@ pub unsafe fn clone_child_unchecked<F: FnMut() -> i32>(
     flags: CloneFlags,
     exit_signal: Signal,
 ) -> Result<Pid, Error> {
-    extern "C" fn trampoline<F: FnMut() -> i32>(arg: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: arg is the &mut F passed to clone below, alive for the child (see # Safety).
-        let child = unsafe { &mut *(arg as *mut F) };
-        // A panic stops here: nothing unwinds through this extern "C" frame.
-        end_child_with(child)
-    }
-
     flush_stdout();
     let combined = flags.bits() | exit_signal as libc::c_int;
     // A CLONE_VM child starts without rseq anyway (the kernel drops the registration).
@@ -499,7 +503,12 @@ pub unsafe fn clone_child_unchecked<F: FnMut() -> i32>(
     // SAFETY: the trampoline matches clone's callback type; the stack top is inside a live
     // mapping; the caller guarantees the rest (see # Safety).
     let pid = unsafe {
-        libc::clone(trampoline::<F>, stack.top(), combined, child as *mut F as *mut libc::c_void)
+        libc::clone(
+            child_trampoline::<F>,
+            stack.top(),
+            combined,
+            child as *mut F as *mut libc::c_void,
+        )
     };
     let errno = Errno::last();
     drop(rseq);
@@ -571,36 +580,6 @@ impl Drop for RseqPause {
     fn drop(&mut self) {
         // SAFETY: registering the same area, length and signature glibc used.
         unsafe { libc::syscall(libc::SYS_rseq, self.area, self.len, 0, Self::SIGNATURE) };
-    }
-}
-
-/// `setpriority(PRIO_PROCESS, 0, nice)`: the calling process's nice value.
-pub fn set_nice(nice: i32) -> Result<(), Error> {
-    // SAFETY: a plain system call on the calling process, with no pointers.
-    match unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } {
-        0 => Ok(()),
-        _ => Err(Error::sys("setpriority", Errno::last())),
-    }
-}
-
-/// The calling process's I/O priority, `ioprio_get(IOPRIO_WHO_PROCESS, 0)`: class << 13 | data.
-/// It lives in the I/O context that `CLONE_IO` shares. Allocates nothing.
-pub fn io_priority() -> Result<i32, Error> {
-    // SAFETY: a plain system call with no pointers.
-    match unsafe { libc::syscall(libc::SYS_ioprio_get, 1, 0) } {
-        -1 => Err(Error::sys("ioprio_get", Errno::last())),
-        value => Ok(value as i32),
-    }
-}
-
-/// Sets the calling process's I/O priority to best effort, level `level` (0 to 7): the call
-/// creates the process's I/O context if it has none. Allocates nothing.
-pub fn set_io_priority(level: i32) -> Result<(), Error> {
-    const BEST_EFFORT: i32 = 2 << 13;
-    // SAFETY: a plain system call with no pointers.
-    match unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, BEST_EFFORT | level) } {
-        0 => Ok(()),
-        _ => Err(Error::sys("ioprio_set", Errno::last())),
     }
 }
 

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use nix::errno::Errno;
-use nix::sys::signal::{kill, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 
 use crate::Error;
@@ -149,108 +149,6 @@ pub fn wait_signal(set: &SigSet, deadline: Instant) -> Result<Option<Received>, 
             Errno::EINTR => continue,
             e => return Err(Error::sys("sigtimedwait", e)),
         }
-    }
-}
-
-/// What a process does with a signal: its disposition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Disposition {
-    /// SIG_DFL: the default action.
-    Default,
-    /// SIG_IGN.
-    Ignored,
-    /// A handler of the program's.
-    Caught,
-}
-
-/// The disposition of `signal` in this process, read with `sigaction` without changing it.
-/// Allocates nothing, so a child may ask.
-pub fn disposition(signal: Signal) -> Result<Disposition, Error> {
-    // SAFETY: sigaction with a NULL new action only reads the current one into `old`.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    if unsafe { libc::sigaction(signal as libc::c_int, std::ptr::null(), &mut old) } != 0 {
-        return Err(Error::sys("sigaction", Errno::last()));
-    }
-    Ok(match old.sa_sigaction {
-        libc::SIG_DFL => Disposition::Default,
-        libc::SIG_IGN => Disposition::Ignored,
-        _ => Disposition::Caught,
-    })
-}
-
-/// Sets `signal` to be ignored (SIG_IGN) or to its default action (SIG_DFL).
-pub fn set_ignored(signal: Signal, ignored: bool) -> Result<(), Error> {
-    let handler = if ignored { SigHandler::SigIgn } else { SigHandler::SigDfl };
-    // SAFETY: SIG_IGN and SIG_DFL install no handler code, so nothing can run unsafely in
-    // signal context.
-    unsafe { nix::sys::signal::signal(signal, handler) }
-        .map(|_| ())
-        .map_err(|e| Error::sys("signal", e))
-}
-
-/// Installs a handler that does nothing for `signal`: the disposition "caught", which
-/// `execve` resets to the default (an ignored signal stays ignored).
-pub fn set_caught(signal: Signal) -> Result<(), Error> {
-    extern "C" fn nothing(_: libc::c_int) {}
-    // SAFETY: the handler does nothing at all, so it is safe in signal context.
-    unsafe { nix::sys::signal::signal(signal, SigHandler::Handler(nothing)) }
-        .map(drop)
-        .map_err(|e| Error::sys("signal", e))
-}
-
-/// The alternate signal stack of the calling thread (`sigaltstack`): its address, if one is set.
-pub fn alternate_stack() -> Result<Option<usize>, Error> {
-    // SAFETY: stack_t is plain data; with a NULL new stack, sigaltstack only reads the current.
-    let mut current: libc::stack_t = unsafe { std::mem::zeroed() };
-    if unsafe { libc::sigaltstack(std::ptr::null(), &mut current) } != 0 {
-        return Err(Error::sys("sigaltstack", Errno::last()));
-    }
-    Ok((current.ss_flags & libc::SS_DISABLE == 0).then_some(current.ss_sp as usize))
-}
-
-/// A System V semaphore of our own (one, starting at 0), removed when dropped: what
-/// `CLONE_SYSVSEM` is about. Its undo values (`SEM_UNDO`) are kept per process, or per group
-/// of processes that share them, and applied when the last of the group ends.
-pub struct SysvSemaphore {
-    id: libc::c_int,
-}
-
-impl SysvSemaphore {
-    /// `semget(IPC_PRIVATE, 1, 0600)`.
-    pub fn new() -> Result<SysvSemaphore, Error> {
-        // SAFETY: a plain system call with no pointers.
-        match unsafe { libc::semget(libc::IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600) } {
-            -1 => Err(Error::sys("semget", Errno::last())),
-            id => Ok(SysvSemaphore { id }),
-        }
-    }
-
-    /// `semop(+1, SEM_UNDO)`: adds one, and an undo of -1 for when the caller's undo list
-    /// goes. Allocates nothing, so a child may call it.
-    pub fn up_with_undo(&self) -> Result<(), Error> {
-        let mut operation =
-            libc::sembuf { sem_num: 0, sem_op: 1, sem_flg: libc::SEM_UNDO as libc::c_short };
-        // SAFETY: one sembuf, alive for the call.
-        match unsafe { libc::semop(self.id, &mut operation, 1) } {
-            0 => Ok(()),
-            _ => Err(Error::sys("semop", Errno::last())),
-        }
-    }
-
-    /// Its value: `semctl(GETVAL)`.
-    pub fn value(&self) -> Result<i32, Error> {
-        // SAFETY: GETVAL takes no fourth argument.
-        match unsafe { libc::semctl(self.id, 0, libc::GETVAL) } {
-            -1 => Err(Error::sys("semctl(GETVAL)", Errno::last())),
-            value => Ok(value),
-        }
-    }
-}
-
-impl Drop for SysvSemaphore {
-    fn drop(&mut self) {
-        // SAFETY: IPC_RMID takes no fourth argument.
-        unsafe { libc::semctl(self.id, 0, libc::IPC_RMID) };
     }
 }
 

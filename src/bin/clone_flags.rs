@@ -32,14 +32,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use cli::{no_options, Scenario, Summary, Verdict};
+use clone_cgroup::attributes::{
+    disposition, io_priority, set_disposition, set_io_priority, Disposition, SysvSemaphore,
+};
 use clone_cgroup::cgroup;
 use clone_cgroup::clone3::{clone3_child, try_clone3, CloneArgs, Flags};
-use clone_cgroup::process::{
-    clone_child, fork_child, io_priority, reap, set_io_priority, vfork_child, ChildStack, Outcome,
-};
-use clone_cgroup::sync::{
-    disposition, send, set_caught, set_ignored, wait_signal, Disposition, SysvSemaphore,
-};
+use clone_cgroup::process::{clone_child, fork_child, reap, vfork_child, ChildStack, Outcome};
+use clone_cgroup::sync::{send, wait_signal};
 use clone_cgroup::Error;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg};
@@ -164,7 +163,7 @@ fn reached_parent(flag: &str, flags: CloneFlags) -> Result<bool, Error> {
     let devnull = File::open("/dev/null").map_err(|e| Error::io("failed to open /dev/null", e))?;
     let fd = devnull.as_raw_fd();
     let old_umask = umask(Mode::from_bits_truncate(0o022));
-    set_ignored(Signal::SIGUSR1, false)?;
+    set_disposition(Signal::SIGUSR1, Disposition::Default)?;
     SHARED_VARIABLE.store(1, Ordering::SeqCst);
     let semaphore = SysvSemaphore::new()?;
     // Setting it creates our I/O context, which is what CLONE_IO shares.
@@ -178,7 +177,7 @@ fn reached_parent(flag: &str, flags: CloneFlags) -> Result<bool, Error> {
                 umask(Mode::from_bits_truncate(0o077));
                 true
             }
-            "CLONE_SIGHAND" => set_ignored(Signal::SIGUSR1, true).is_ok(),
+            "CLONE_SIGHAND" => set_disposition(Signal::SIGUSR1, Disposition::Ignored).is_ok(),
             "CLONE_VM" => {
                 SHARED_VARIABLE.store(2, Ordering::SeqCst);
                 true
@@ -207,7 +206,7 @@ fn reached_parent(flag: &str, flags: CloneFlags) -> Result<bool, Error> {
         let _ = devnull.into_raw_fd();
     }
     umask(old_umask);
-    set_ignored(Signal::SIGUSR1, false)?;
+    set_disposition(Signal::SIGUSR1, Disposition::Default)?;
     Ok(reached)
 }
 
@@ -554,7 +553,7 @@ fn into_cgroup_row() -> Result<(Seen, Vec<String>), Error> {
 }
 
 fn clear_sighand_row() -> Result<Seen, Error> {
-    set_caught(Signal::SIGUSR2)?;
+    set_disposition(Signal::SIGUSR2, Disposition::Caught)?;
     let look = |flags: Flags| -> Result<Result<String, Errno>, Error> {
         let args = CloneArgs::new(Signal::SIGCHLD).flags(flags);
         let child = match clone3_child(&args, || match disposition(Signal::SIGUSR2) {
@@ -577,7 +576,7 @@ fn clear_sighand_row() -> Result<Seen, Error> {
         (Err(errno), _) => Seen::NotShown(format!("the kernel refused it: {}", errno.desc())),
         (_, Err(errno)) => Seen::NotShown(format!("clone3: {}", errno.desc())),
     };
-    set_ignored(Signal::SIGUSR2, false)?;
+    set_disposition(Signal::SIGUSR2, Disposition::Default)?;
     Ok(seen)
 }
 

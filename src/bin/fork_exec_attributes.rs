@@ -29,10 +29,10 @@ use std::process::ExitCode;
 mod cli;
 
 use cli::{no_options, Scenario, Summary, Verdict};
+use clone_cgroup::attributes::{alternate_stack, set_disposition, set_nice, Disposition};
 use clone_cgroup::memory::Reservation;
-use clone_cgroup::process::{fork_child, reap, set_nice, Outcome};
+use clone_cgroup::process::{fork_child, reap, Outcome};
 use clone_cgroup::spawn::PreparedExec;
-use clone_cgroup::sync::{alternate_stack, set_caught, set_ignored};
 use clone_cgroup::Error;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::prctl;
@@ -217,8 +217,8 @@ fn demonstrate(scratch: &Path) -> Result<Summary, Error> {
     let cloexec_descriptor: OwnedFd = fs::File::open("/dev/null").map_err(failed_open)?.into();
     // Rust opens every file with O_CLOEXEC; the plain descriptor drops it.
     fcntl(&descriptor, FcntlArg::F_SETFD(FdFlag::empty())).map_err(|e| Error::sys("fcntl", e))?;
-    set_caught(Signal::SIGUSR1)?;
-    set_ignored(Signal::SIGUSR2, true)?;
+    set_disposition(Signal::SIGUSR1, Disposition::Caught)?;
+    set_disposition(Signal::SIGUSR2, Disposition::Ignored)?;
     let blocked = SigSet::from_iter([Signal::SIGWINCH, Signal::SIGPWR]);
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None)
         .map_err(|e| Error::sys("sigprocmask", e))?;
