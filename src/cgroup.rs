@@ -8,7 +8,7 @@
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write as _};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
@@ -80,12 +80,10 @@ impl Cgroup2Mount {
     pub fn resolve_dir(&self, path: &Path) -> Result<PathBuf, Error> {
         let real = fs::canonicalize(path)
             .map_err(|e| Error::cannot_run(format!("cgroup directory {}: {e}", path.display())))?;
-        let inside = real.starts_with(&self.path)
-            && real
-                .strip_prefix(&self.path)
-                .map(|rest| rest.components().all(|c| matches!(c, Component::Normal(_))))
-                .unwrap_or(false);
-        if !inside || !is_cgroup2(&real) || !real.join("cgroup.procs").is_file() {
+        if !real.starts_with(&self.path)
+            || !is_cgroup2(&real)
+            || !real.join("cgroup.procs").is_file()
+        {
             return Err(Error::cannot_run(format!(
                 "{} is not a cgroup v2 directory under the cgroup2 mount {}",
                 path.display(),
@@ -395,11 +393,8 @@ impl Cgroup {
         })
     }
 
-    /// Removes the cgroup now if this program created it; the error says why not.
-    ///
-    /// `rmdir` fails with EBUSY while the cgroup has processes or children, so reap the child
-    /// first. A just-reaped child can hold the cgroup busy for a moment longer, so EBUSY is
-    /// retried for up to a second.
+    /// Removes the cgroup now if this program created it (reap its processes first); the
+    /// error says why not.
     pub fn remove(mut self) -> Result<(), Error> {
         let result = self.remove_dir();
         self.owned = false;

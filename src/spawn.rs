@@ -94,15 +94,24 @@ impl Spawner {
 
     /// Creates one child, which execs the program or exits at once, and reaps it.
     pub fn spawn_and_reap(&mut self) -> Result<(), Error> {
+        // The child only execs or ends, with data prepared before, through end_child_with.
+        let mut child = child_body(&self.exec, self.execs);
         let pid = match self.how {
-            How::Fork => self.fork()?,
-            How::Clone(flags) => self.clone_on_stack(flags)?,
+            // SAFETY: this process is single-threaded (checked in new), so the child is whole.
+            How::Fork => match unsafe { libc::fork() } {
+                -1 => return Err(Error::sys("fork", Errno::last())),
+                0 => end_child_with(&mut child),
+                pid => Pid::from_raw(pid),
+            },
+            // SAFETY: single-threaded, and flags with CLONE_VM include CLONE_VFORK (both
+            // checked in new): we are suspended until the child has exited or exec'd, so the
+            // closure and the stack outlive its use of them.
+            How::Clone(flags) => unsafe {
+                clone_child_unchecked(&mut child, &mut self.stack, flags, Signal::SIGCHLD)?
+            },
             How::Clone3(flags) => {
                 let args = CloneArgs::new(Signal::SIGCHLD).flags(flags);
-                let mut child = child_body(&self.exec, self.execs);
-                // SAFETY: single-threaded (checked in new); with CLONE_VM the flags include
-                // CLONE_VFORK (checked in new), which suspends us until the child has exited or
-                // exec'd, so the closure and the stack outlive its use of them.
+                // SAFETY: as for clone, just above.
                 unsafe { clone3_child_on_stack(&args, self.stack.area(), &mut child)? }.into_pid()
             }
             How::PosixSpawn => {
@@ -127,25 +136,6 @@ impl Spawner {
             }
         };
         waitpid(pid, None).map(drop).map_err(|e| Error::sys("waitpid", e))
-    }
-
-    fn fork(&mut self) -> Result<Pid, Error> {
-        let mut body = child_body(&self.exec, self.execs);
-        // SAFETY: single-threaded (checked in new); the child only execs or ends, with data
-        // prepared before the fork, and ends through end_child_with.
-        match unsafe { libc::fork() } {
-            -1 => Err(Error::sys("fork", Errno::last())),
-            0 => end_child_with(&mut body),
-            pid => Ok(Pid::from_raw(pid)),
-        }
-    }
-
-    fn clone_on_stack(&mut self, flags: CloneFlags) -> Result<Pid, Error> {
-        let mut child = child_body(&self.exec, self.execs);
-        // SAFETY: single-threaded (checked in new), and every flag set includes CLONE_VFORK:
-        // we are suspended until the child has exited or exec'd, so the closure and the stack
-        // outlive its use of them.
-        unsafe { clone_child_unchecked(&mut child, &mut self.stack, flags, Signal::SIGCHLD) }
     }
 }
 
