@@ -115,13 +115,13 @@ poweroff -f
 # busy machine can make it lose (the scenario then says so), and the stress test runs many
 # scenarios at once itself. Each executable's output is kept apart and shown whole.
 guest_test_task='started=$(cut -d" " -f1 /proc/uptime)
-# The memory controller turns on some of its code by patching the kernel: kernel-memory
-# accounting when the first memory cgroup comes online, socket and BPF accounting whenever the
-# count of memory cgroups goes from 0 to 1 (and off again at 0: mem_cgroup_css_alloc/_free). Under TCG a CPU running code that
-# another CPU is patching can take the int3 of the patching as an oops: seen once in about a
-# hundred boots (7.2, two CPUs: "Oops: int3" in memcg_charge_kernel_stack during a clone3). So
-# the keys flip here, before any test runs, and this cgroup keeps the count above 0 until
-# poweroff.
+# The memory controller turns on some of its code by patching the running kernel (static
+# keys): kernel-memory accounting when the first memory cgroup comes online, socket and BPF
+# accounting whenever the number of memory cgroups goes from 0 to 1, and off again at 0
+# (mem_cgroup_css_alloc and _free). Under TCG, a CPU running code that another CPU is patching
+# can take the int3 of the patching for a fault: seen once in more than a hundred boots (7.2,
+# two CPUs: "Oops: int3" in memcg_charge_kernel_stack during a clone3). So the keys flip
+# here, before any test runs, and this cgroup keeps the number above 0 until poweroff.
 echo "+memory +pids" > /sys/fs/cgroup/cgroup.subtree_control
 mkdir /sys/fs/cgroup/vm-static-keys
 args="--include-ignored --test-threads=$TEST_THREADS --show-output $(echo "${TEST_ARGS:-}" | tr , " ")"
