@@ -10,4 +10,5 @@
 build_target=x86_64-unknown-linux-gnu
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static"
 build_args=(--release --target "$build_target")
-build_dir=target/$build_target/release
+# Where cargo puts them: CARGO_TARGET_DIR where it is set (absolute, or relative to the crate).
+build_dir=${CARGO_TARGET_DIR:-target}/$build_target/release

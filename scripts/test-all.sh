@@ -50,6 +50,25 @@ counts() {
          END { print p + 0, f + 0 }' "$@"
 }
 
+# The failing tests of a log, each on a line with LABEL (where it ran), followed by the lines
+# that explain it: the panic and its message, the scenario's "NOT AS CLAIMED" and "lost its
+# bet" lines, an assertion's left and right. Nothing for a log without a failed test.
+explain_failures() {
+    awk -v label="$1" '
+        /^test .* \.\.\. FAILED$/ { if (!($2 in failed)) order[++n] = $2; failed[$2] = 1 }
+        /^---- .* stdout ----$/ { current = $2; next }
+        /^(failures:|successes:|@@test-end)/ { current = "" }
+        current != "" && (current in failed) && shown[current] < 8 {
+            if (message || $0 ~ /panicked at|NOT AS CLAIMED|lost its bet|^  left: |^ right: /) {
+                why[current] = why[current] "\n    " substr($0, 1, 300)
+                shown[current]++
+                message = ($0 ~ /panicked at/)
+            }
+        }
+        END { for (i = 1; i <= n; i++) printf "test-all: FAILED on %s: %s%s\n", label, order[i], why[order[i]] }
+    ' "$2"
+}
+
 echo "== build: binaries and test executables, static, once"
 scripts/vm.sh build test
 
@@ -164,6 +183,17 @@ for job in "${queue[@]}"; do
     [ "${status_of[$job]}" = 0 ] || status=1
 done
 echo
+for log in "$logs"/host*.log; do explain_failures "the host" "$log"; done
+for job in "${queue[@]}"; do
+    [ "${status_of[$job]}" = 0 ] && continue
+    line=${job%:*} cpus=${job#*:}
+    log=$logs/vm-$line-cpus$cpus.log
+    where="$(scripts/kernels.sh version "$line") with $cpus CPU(s)"
+    explained=$(explain_failures "$where" "$log")
+    # No failed test: the VM itself did not finish; vm.sh said why.
+    [ -n "$explained" ] || explained="test-all: FAILED on $where: $(grep '^vm.sh: ' "$log" | tail -2 | tr '\n' ' ')(log: $log)"
+    printf '%s\n' "$explained"
+done
 echo "test-all: host ${host_seconds}s (${host_counts% *} passed, ${host_counts#* } failed); VMs ${vm_seconds}s; VM boots $all_boots, of them retried $all_retries; in all $(( $(date +%s) - began ))s"
 [ "${#missing[@]}" = 0 ] || echo "test-all: NOT tested, could not be fetched: ${missing[*]}"
 [ "$quick" = 0 ] || echo "test-all: quick mode: one kernel, two CPUs, no stress test"

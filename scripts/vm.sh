@@ -61,20 +61,27 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi
 }
 
-# qemu: installed when missing, where apt and root (or sudo) allow.
+# qemu: installed when missing, where apt and root (or sudo) allow. test-all starts several
+# VMs at once on a fresh machine: one of them installs, the others wait for it on a lock
+# (apt itself takes one install at a time and refuses the others at once).
 ensure_qemu() {
     command -v qemu-system-x86_64 >/dev/null && return
     command -v apt-get >/dev/null || die "qemu-system-x86_64 is missing; install qemu-system-x86"
-    say "installing qemu-system-x86"
-    as_root apt-get update -qq >/dev/null \
-        && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            qemu-system-x86 >/dev/null \
-        || die "could not install qemu-system-x86 (needs root or sudo): install it and retry"
+    exec 9> "$work/install.lock"
+    flock 9
+    if ! command -v qemu-system-x86_64 >/dev/null; then
+        say "installing qemu-system-x86"
+        as_root apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null \
+            && as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+                install -y -qq --no-install-recommends qemu-system-x86 >/dev/null \
+            || die "could not install qemu-system-x86 (needs root or sudo): install it and retry"
+    fi
+    exec 9>&-
 }
 
 # shellcheck source=scripts/build-env.sh
 . "$here/scripts/build-env.sh"
-bin_dir=$here/$build_dir
+case $build_dir in /*) bin_dir=$build_dir ;; *) bin_dir=$here/$build_dir ;; esac
 
 # Builds the binaries and, for `test`, the test executables; lists the latter in
 # $work/test-executables. tests/lessons.rs stays on the host: it reads the sources, which the
@@ -133,11 +140,15 @@ show() {
     echo "@@test-end $1 rc=$rc"
     runs=$((runs + 1))
 }
+# The delayed pair'"'"'s claims, by their whole names: --skip and filters match any part of a
+# name, and "delayed_" alone also matched tests that merely mention the delayed child.
+delayed_tests() { "$1" --list 2>/dev/null | sed -n "s/^\(delayed_[a-z0-9_]*\): test$/\1/p"; }
 for t in /tests/*; do
     name=${t##*/}
     case $name in stress-*) continue ;; esac
+    skips=$(delayed_tests "$t" | sed "s/^/--skip /")
     # shellcheck disable=SC2086
-    (cd /tmp && exec "$t" $args --skip delayed_) > "/tmp/out.$name" 2>&1 &
+    (cd /tmp && exec "$t" $args $skips) > "/tmp/out.$name" 2>&1 &
     echo "$!" > "/tmp/pid.$name"
 done
 for t in /tests/*; do
@@ -148,8 +159,9 @@ for t in /tests/*; do
     name=${t##*/}
     case $name in
         stress-*) [ "$QUICK" = 1 ] && { echo "@@test-skipped $name (quick mode)"; continue; } ;;
-        *) "$t" --list --ignored 2>/dev/null | grep -q "^delayed_" || continue
-           set -- delayed_; name=$name:delayed ;;
+        *) set -- $(delayed_tests "$t")
+           [ $# -gt 0 ] || continue
+           name=$name:delayed ;;
     esac
     # shellcheck disable=SC2086
     (cd /tmp && exec "$t" $args "$@") > "/tmp/out.$name" 2>&1 &
