@@ -44,6 +44,7 @@ fn every_memory_scenario_many_times_in_one_boot() {
         MEMORY_SCENARIOS.into_iter().filter(|n| only.is_empty() || only.split(',').any(|o| o == *n))
     {
         let started = Instant::now();
+        let mut lost_bets = 0;
         let mut tally: BTreeMap<String, usize> = BTreeMap::new();
         // run_many checks that no run left a cgroup or a process behind.
         for (i, run) in run_many(name, &[], runs, jobs).iter().enumerate() {
@@ -54,13 +55,22 @@ fn every_memory_scenario_many_times_in_one_boot() {
                 summary.get("outcome").unwrap_or("?"),
                 summary.get("oom_kill").unwrap_or("?"),
                 summary.get("peak").unwrap_or("?")
-            );
+            ) + &summary.get("bet").map_or(String::new(), |bet| format!(" bet={bet}"));
             *tally.entry(key).or_default() += 1;
-            if run.code != 0 || summary.verdict != Verdict::AsClaimed {
+            // The delayed pair may lose its bet on timing when eight runs share the CPUs; it
+            // must say so (lost_its_bet_and_said_so fails the test on a run that does not).
+            let honestly_lost = name.starts_with("clone_waitpid_cgroup_memory")
+                && lost_its_bet_and_said_so(run, &summary);
+            if honestly_lost {
+                lost_bets += 1;
+            } else if run.code != 0 || summary.verdict != Verdict::AsClaimed {
                 unexpected.push(format!("{name} run {i}: {run}{}", kernel_log_of(run)));
             }
         }
         eprintln!("stress {name}: {runs} runs, {jobs} at a time, in {:.1?}", started.elapsed());
+        if lost_bets == runs {
+            unexpected.push(format!("{name}: all {runs} runs lost the bet on timing"));
+        }
         for (outcome, count) in &tally {
             eprintln!("stress {name}:   {count:>4} x {outcome}");
         }

@@ -1,6 +1,6 @@
 //! clone_waitpid_cgroup_memory: the delayed placement, with a child that needs less than 4 KiB.
 //!
-//! Usage: `sudo cargo run --bin clone_waitpid_cgroup_memory -- [OPTIONS]` (see `--help`)
+//! Usage: `cargo sudo-run --bin clone_waitpid_cgroup_memory -- [OPTIONS]` (see `--help`)
 //!
 //! The parent creates a cgroup with memory.max = 4096 and clones a child. The child warms up
 //! (its first output, its stack, the page tables of a 3000-byte buffer), then sleeps 200 ms;
@@ -9,8 +9,13 @@
 //! `memory.events: max 0 oom 0 oom_kill 0`, `memory.peak: 4096 bytes`, exit status 0.
 //!
 //! The delay is a bet on timing: the move must land after the warm-up and before the
-//! writes. The parent checks its bet (the child asleep at the move, the move over before the
-//! sleep could end) and ends not as claimed when it was lost, as it can be on a busy machine.
+//! writes. The parent judges its bet after the child's end. The child must have been asleep
+//! (state S) at the move; then the kernel's own evidence decides: a page charged in the
+//! cgroup (memory.peak above 0) or an OOM kill there shows that the move came before the
+//! writes. Only where the kernel keeps no such evidence (no memory.peak before 5.19, and no
+//! OOM kill) does the clock decide: the move must have been done before the child's sleep
+//! could end. A lost bet ends not as claimed (`bet=lost`, exit 1), as it can on a busy
+//! machine, and says why; where clock and kernel disagree, it says that too.
 //! clone_wait_signal_cgroup_memory removes the bet. This file is also the story of
 //! clone_waitpid_cgroup_memory_fail, whose child writes 1 MiB.
 
@@ -22,7 +27,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
-use clone_cgroup::cgroup;
+use clone_cgroup::cgroup::{self, MemoryEvidence};
 use clone_cgroup::child_say;
 use clone_cgroup::memory::{self, pages_word, STACK_SIZE};
 use clone_cgroup::process::{clone_child, describe_status, die_with_parent, Child, ChildStack};
@@ -55,6 +60,56 @@ fn state_of(pid: Pid) -> char {
     // "1234 (comm) S ...": comm may hold spaces and parentheses; split at the last ')'.
     let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
     state.and_then(|s| s.chars().next()).unwrap_or('?')
+}
+
+/// The delayed move as the parent made it: what it saw just before, and when it was done.
+struct Move {
+    /// The child's state letter just before the write to `cgroup.procs`.
+    state: char,
+    /// From just before `clone` to the return of the write to `cgroup.procs`: the child's
+    /// sleep cannot end before `delay` after the same instant.
+    done_after: Duration,
+}
+
+/// Whether the bet was won, and the words that say why. The kernel's evidence decides where
+/// it has any; the clock only where it has none; a disagreement between the two is said.
+fn judge_bet(moved: &Move, delay: Duration, evidence: &MemoryEvidence) -> (bool, String) {
+    let (state, ms, delay_ms) = (moved.state, moved.done_after.as_millis(), delay.as_millis());
+    if state != 'S' {
+        return (false, format!("the child was in state {state}, not asleep, when it was moved"));
+    }
+    let in_time = moved.done_after < delay;
+    let clock = if in_time {
+        format!("the move was done {ms} ms after clone, before the {delay_ms} ms sleep could end")
+    } else {
+        format!(
+            "the move was done {ms} ms after clone, when the {delay_ms} ms sleep could have ended"
+        )
+    };
+    // Charges do not move: whatever the cgroup counts was charged after the move.
+    let kernel = if evidence.events.oom_kill >= 1 {
+        Some((true, format!("oom_kill {}", evidence.events.oom_kill)))
+    } else {
+        evidence.peak.map(|peak| (peak > 0, format!("memory.peak {peak}")))
+    };
+    match kernel {
+        Some((true, seen)) => {
+            let and = if in_time { "and" } else { "but" };
+            (
+                true,
+                format!(
+                    "{clock}, {and} the kernel charged the child's writes in the cgroup ({seen})"
+                ),
+            )
+        }
+        Some((false, seen)) => {
+            let and = if in_time { "but" } else { "and" };
+            (false, format!("{clock}, {and} the kernel charged nothing in the cgroup ({seen}): the writes came first"))
+        }
+        None => {
+            (in_time, format!("{clock} (judged by the clock: this kernel keeps no memory.peak)"))
+        }
+    }
 }
 
 /// The story, for the small child and (from clone_waitpid_cgroup_memory_fail) the big one.
@@ -113,6 +168,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
         );
         0
     };
+    let mut in_cgroup = None;
     let before_clone = Instant::now();
     let pid = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
     let cloned = Instant::now();
@@ -121,14 +177,16 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
 
     // 4. The bet on timing: after half the child's delay it should be parked (S, sleeping).
     //    Write its pid to cgroup.procs: from now on its new pages are charged there.
-    let mut in_cgroup = None;
-    let mut bet_won = false;
-    match watch.pause(delay / 2)? {
+    let moved = match watch.pause(delay / 2)? {
         Some(r) if r.is_interruption() => return Err(child.interrupted(r.signal)),
-        Some(_) => println!("parent[{me}]: 4. child {pid} ended before it was moved"),
+        Some(_) => {
+            println!("parent[{me}]: 4. child {pid} ended before it was moved");
+            None
+        }
         None => {
             let state = state_of(pid);
             cgroup.add_process(pid)?;
+            let moved = Move { state, done_after: before_clone.elapsed() };
             in_cgroup = Some(cloned.elapsed());
             println!(
                 "parent[{me}]: 4. moved child {pid} (state {state} at the move) into {}; \
@@ -136,21 +194,9 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
                 cgroup.path().display(),
                 cgroup.processes()?
             );
-            // Won only if the child was asleep (its warm-up done) and the move was over
-            // before its sleep could have ended. Lost, a small child survives without ever
-            // having been limited (memory.peak 0).
-            let moved_after = before_clone.elapsed();
-            bet_won = state == 'S' && moved_after < delay;
-            if !bet_won {
-                println!(
-                    "parent[{me}]:    the delay lost its bet: the move was over {} ms after \
-                     clone, with the child in state {state}; its sleep ends {} ms after clone",
-                    moved_after.as_millis(),
-                    delay.as_millis()
-                );
-            }
+            Some(moved)
         }
-    }
+    };
 
     // 7. Wait for the end, bounded; on the deadline or a Ctrl-C the child is killed and reaped.
     let ended = child.wait(&watch, options.timeout, |_| {})?;
@@ -162,6 +208,14 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     let evidence = cgroup.memory_evidence(ended, events_before)?;
     println!("parent[{me}]: 8. memory.events: {}", evidence.events);
     println!("parent[{me}]: 8. memory.peak: {}", evidence.peak_text());
+    //    And what they say of the bet: won only if the move came after the warm-up and
+    //    before the writes.
+    let (bet_won, why) = match &moved {
+        Some(moved) => judge_bet(moved, delay, &evidence),
+        None => (false, "the child ended before it was moved".to_string()),
+    };
+    let bet = if bet_won { "the delay won its bet" } else { "the delay lost its bet" };
+    println!("parent[{me}]: 8. {bet}: {why}");
 
     // 9. Remove the cgroup (if it is ours): it is empty now that the child is reaped.
     let path = cgroup.path().to_path_buf();

@@ -405,6 +405,55 @@ pub fn repeat_memory_scenario(
     peaks
 }
 
+/// Whether `run`, of the delayed pair, lost its bet on timing and said so as documented: exit
+/// status 1, `verdict=not-as-claimed bet=lost`, and the reason on a step-8 line. The kernel's
+/// evidence must agree with a lost bet: nothing charged in the cgroup after the move (no OOM
+/// kill, and memory.peak 0 where the kernel has it), unless the child was moved at the wrong
+/// moment of its run (not asleep). Fails the test on a run that is neither won nor honestly lost.
+pub fn lost_its_bet_and_said_so(run: &Run, summary: &Summary) -> bool {
+    if summary.get("bet") != Some("lost") {
+        return false;
+    }
+    assert_eq!(run.code, 1, "{run}");
+    assert_eq!(summary.verdict, Verdict::NotAsClaimed, "{run}");
+    let why = run.stdout.lines().find(|l| l.contains("8. the delay lost its bet: "));
+    let why = why.unwrap_or_else(|| panic!("a lost bet without its reason: {run}"));
+    if !why.contains("not asleep") && !why.contains("ended before it was moved") {
+        assert_eq!(summary.get("oom_kill"), Some("0"), "{run}");
+        assert!(matches!(summary.get("peak"), Some("0" | "none")), "{run}");
+    }
+    true
+}
+
+/// Runs a scenario of the delayed pair `times` times, [`test_jobs`] at once. A run whose bet
+/// was won must bear out the claim (`check`); one whose bet was lost must say so (see
+/// [`lost_its_bet_and_said_so`]): the delay is a bet on timing by design, and a busy machine
+/// can make it lose. At least one run must have won, or the lesson was never shown. Returns
+/// how often each memory.peak was seen in the runs that won.
+pub fn repeat_delayed_scenario(
+    name: &str,
+    times: usize,
+    check: impl Fn(&Run, &Summary),
+) -> BTreeMap<String, usize> {
+    require_cgroup2();
+    let (mut peaks, mut lost) = (BTreeMap::new(), 0);
+    for (i, run) in run_many(name, &[], times, test_jobs()).iter().enumerate() {
+        let summary = run.summary();
+        if lost_its_bet_and_said_so(run, &summary) {
+            lost += 1;
+            continue;
+        }
+        assert_eq!(summary.get("bet"), Some("won"), "{name} run {i}: {run}");
+        assert_eq!(run.code, 0, "{name} run {i}: {run}");
+        assert_eq!(summary.verdict, Verdict::AsClaimed, "{name} run {i}: {run}");
+        check(run, &summary);
+        *peaks.entry(summary.get("peak").unwrap_or("?").to_string()).or_default() += 1;
+    }
+    eprintln!("{name}: {} runs won the bet and ended as claimed, {lost} lost it and said so; memory.peak seen: {peaks:?}", times - lost);
+    assert!(lost < times, "{name}: all {times} runs lost the bet: the lesson was never shown");
+    peaks
+}
+
 /// Whether this kernel's memory controller has `memory.peak` (Linux 5.19 and later), seen
 /// the way a scenario sees it: in a cgroup below the root, which alone lacks the file.
 pub fn kernel_has_memory_peak(mount: &Cgroup2Mount) -> bool {
