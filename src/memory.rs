@@ -72,6 +72,14 @@ pub struct StackArea {
     pub len: usize,
 }
 
+/// The largest buffer [`Reservation::with_shared_stack`] takes beside a stack of
+/// `stack_bytes`: what one page table's span leaves after its own page, the guard page and
+/// the stack.
+pub fn largest_buffer_beside_stack(stack_bytes: usize) -> usize {
+    let page = page_size();
+    PAGE_TABLE_SPAN - 2 * page - stack_bytes.div_ceil(page) * page
+}
+
 impl Reservation {
     /// Reserves room for `bytes` of buffer. Costs address space, not memory.
     pub fn new(bytes: usize) -> Result<Reservation, Error> {

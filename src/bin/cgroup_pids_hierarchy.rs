@@ -1,7 +1,7 @@
 //! cgroup_pids_hierarchy: the rules of the pids controller, from its documentation, shown on
 //! the kernel.
 //!
-//! Usage: `sudo cargo run --bin cgroup_pids_hierarchy`
+//! Usage: `cargo sudo-run --bin cgroup_pids_hierarchy`
 //!
 //! A parent cgroup with pids.max = 2 and a child cgroup under it whose own pids.max is `max`
 //! (step 1). A manager born in the child cgroup forks until it cannot: the parent's limit

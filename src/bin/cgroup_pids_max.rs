@@ -1,6 +1,6 @@
 //! cgroup_pids_max: a cgroup with pids.max = N; a child inside it forks until fork fails.
 //!
-//! Usage: `sudo cargo run --bin cgroup_pids_max -- [--max N]` (default 4)
+//! Usage: `cargo sudo-run --bin cgroup_pids_max -- [--max N]` (default 4)
 //!
 //! clone3 starts a "manager" child directly inside a new cgroup whose pids.max is N. The
 //! manager forks children that wait, one after another, until fork fails with EAGAIN: the

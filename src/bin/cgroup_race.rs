@@ -1,7 +1,7 @@
 //! cgroup_race: how often the delayed placement loses its bet on timing, beside the
 //! signal-synced and clone3 placements, which do not bet; and what a move into a cgroup costs.
 //!
-//! Usage: `sudo cargo run --release --bin cgroup_race -- [--runs R] [--delays MS,MS,...]`
+//! Usage: `cargo sudo-run --release --bin cgroup_race -- [--runs R] [--delays MS,...] [--rows LIST]`
 //!
 //! It runs the memory scenarios many times in a memory.max=4096 cgroup: the delayed pair at
 //! each delay (default 0, 1, 2, 5, 10, 20, 50 and 100 ms; the parent moves the child at half
@@ -18,13 +18,18 @@
 //! period; favordynmods trades that for slower forks. Expect the delayed pair to miss at small
 //! delays and the other rows never to. Exit status 0 when the signal-synced and clone3
 //! placements matched every time.
+//!
+//! SIGINT, SIGTERM or SIGHUP, to this program alone or to its whole process group (Ctrl-C),
+//! stops it within the run under way: that run cleans up its own cgroup, the mount options are
+//! put back, and it ends with a `verdict=interrupted` summary and exit status 128 + the signal.
 
 // The three stories are programs of their own, each with its own copy of the shared
 // command line; holding them all, this one loads that file more than once.
 #![allow(clippy::duplicate_mod)]
 
-use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Output, Stdio};
+use std::time::{Duration, Instant};
 
 #[path = "shared/cli.rs"]
 #[allow(dead_code)] // each binary uses a part of the shared command line
@@ -32,8 +37,10 @@ mod cli;
 
 use cli::{for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict};
 use clone_cgroup::cgroup::Cgroup2Mount;
+use clone_cgroup::sync::{send, SignalWatch};
 use clone_cgroup::Error;
 use nix::mount::{mount, MsFlags};
+use nix::unistd::Pid;
 
 // The three stories, told here in processes of their own (`--run`).
 #[allow(dead_code)]
@@ -54,8 +61,13 @@ const SCENARIO: Scenario = Scenario {
             of a move, with and without the favordynmods mount option.",
     options: "      --runs R         runs per placement, delay and child [default: 20]
       --delays LIST    delays in ms for the delayed pair [default: 0,1,2,5,10,20,50,100]
+      --rows LIST      which rows to measure, of delayed, signal-synced, favordynmods
+                       and clone3 [default: all four]
 ",
 };
+
+/// The rows `--rows` may name, in the order they are measured.
+const ROWS: [&str; 4] = ["delayed", "signal-synced", "favordynmods", "clone3"];
 
 /// One run of a placement, for `--run PLACEMENT`: `delayed`, `signal` or `clone3`, with
 /// `_fail` for the big child. Prints the story's transcript and summary line, as its own
@@ -85,11 +97,7 @@ fn run_one(placement: &str, args: &[String]) -> ExitCode {
             println!("{line}");
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("{placement}: {e}");
-            println!("summary scenario={placement} verdict=cannot-run");
-            ExitCode::from(cli::exit_code(&e))
-        }
+        Err(e) => cli::report_error(placement, &e),
     }
 }
 
@@ -102,30 +110,35 @@ struct Tally {
 }
 
 /// Runs `placement` (this program with `--run`) `runs` times with `args`. A run that cannot
-/// run at all stops everything, with its reason.
-fn tally(placement: &str, args: &[&str], runs: usize) -> Result<Tally, Error> {
+/// run at all stops everything, with its reason; so does an interruption (see [`run_once`]).
+fn tally(watch: &SignalWatch, placement: &str, args: &[&str], runs: usize) -> Result<Tally, Error> {
     let me = std::env::current_exe().map_err(|e| Error::io("failed to find this program", e))?;
     let mut tally = Tally { matched: 0, runs, times: Vec::with_capacity(runs) };
     for _ in 0..runs {
-        let output =
-            Command::new(&me).arg("--run").arg(placement).args(args).output().map_err(|e| {
-                Error::io(&format!("failed to run {} --run {placement}", me.display()), e)
-            })?;
+        let output = run_once(watch, &me, placement, args)?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let last = stdout.lines().last().unwrap_or("");
         let field = |key: &str| {
             last.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
         };
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let said = stderr.lines().next().unwrap_or("");
         match field("verdict") {
             Some("as-claimed") => tally.matched += 1,
             Some("not-as-claimed") => {}
             Some("cannot-run") => {
-                let why = String::from_utf8_lossy(&output.stderr);
-                let why = why.lines().next().unwrap_or("").split_once(": cannot run here: ");
-                return Err(Error::cannot_run(why.map_or("", |(_, why)| why).to_string()));
+                let why = said.split_once(": cannot run here: ").map_or(said, |(_, why)| why);
+                return Err(Error::cannot_run(why.to_string()));
+            }
+            // A signal that reached the run but not this program: someone else's.
+            Some("interrupted") => {
+                return Err(Error::Failed(format!("--run {placement} was stopped: {said}")))
             }
             _ => {
-                return Err(Error::Failed(format!("--run {placement} printed no summary: {last}")))
+                return Err(Error::Failed(format!(
+                    "--run {placement} printed no summary ({}): {last}",
+                    output.status
+                )))
             }
         }
         if let Some(us) = field("clone_to_cgroup_us").and_then(|v| v.parse().ok()) {
@@ -134,6 +147,50 @@ fn tally(placement: &str, args: &[&str], runs: usize) -> Result<Tally, Error> {
     }
     tally.times.sort_unstable();
     Ok(tally)
+}
+
+/// One run of `placement`: `me --run PLACEMENT ARGS`, to its end, with its output.
+///
+/// The interruptions are blocked here (`watch`), so they wait until this loop takes them. One
+/// that comes meanwhile is passed on to the run, unless it reached the run already (Ctrl-C
+/// goes to the whole process group): the run then cleans up its own child and cgroup and
+/// exits, and the interruption ends this program too. The run's output stays in its pipes
+/// until it has ended; a run prints a few lines, far less than a pipe holds (64 KiB).
+fn run_once(
+    watch: &SignalWatch,
+    me: &PathBuf,
+    placement: &str,
+    args: &[&str],
+) -> Result<Output, Error> {
+    let failed = |e| Error::io(&format!("failed to run {} --run {placement}", me.display()), e);
+    // Its signal mask starts empty (std resets it): the run blocks what it needs itself.
+    let mut run = Command::new(me)
+        .arg("--run")
+        .arg(placement)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(failed)?;
+    let pid = Pid::from_raw(run.id() as i32);
+    let mut interrupted = None;
+    // SIGCHLD is watched too: it ends the wait as soon as the run has ended.
+    while run.try_wait().map_err(failed)?.is_none() {
+        match watch.next(Instant::now() + Duration::from_millis(100))? {
+            Some(r) if r.is_interruption() && interrupted.is_none() => {
+                interrupted = Some(r.signal);
+                // Gone already, if it had not yet blocked the signal: nothing to clean up then.
+                let _ = send(pid, r.signal);
+            }
+            _ => {}
+        }
+    }
+    let output = run.wait_with_output().map_err(failed)?;
+    match interrupted.or(watch.pending_interruption()?) {
+        Some(signal) => Err(Error::Interrupted(signal)),
+        None => Ok(output),
+    }
 }
 
 /// The median time of both children's runs, or that none was moved.
@@ -172,8 +229,52 @@ fn remount(mount_point: &Path, options: &str) -> nix::Result<()> {
     mount(None::<&str>, mount_point, None::<&str>, MsFlags::MS_REMOUNT, Some(options))
 }
 
+/// The cgroup2 mount, remounted with `favordynmods` until [`put_back`](Self::put_back) or drop
+/// (an error, an interruption) remounts it with the options it had.
+struct Favordynmods {
+    path: PathBuf,
+    options: String,
+    put_back: bool,
+}
+
+impl Favordynmods {
+    fn remount(mount: &Cgroup2Mount) -> Result<Favordynmods, Error> {
+        let options = mount_options(mount)?;
+        let with = if options.is_empty() {
+            "favordynmods".into()
+        } else {
+            format!("{options},favordynmods")
+        };
+        remount(&mount.path, &with)
+            .map_err(|e| Error::sys("mount(MS_REMOUNT, favordynmods)", e))?;
+        Ok(Favordynmods { path: mount.path.clone(), options, put_back: false })
+    }
+
+    fn put_back(mut self) -> Result<(), Error> {
+        self.put_back = true;
+        remount(&self.path, &self.options).map_err(|e| Error::sys("mount(MS_REMOUNT) back", e))
+    }
+}
+
+impl Drop for Favordynmods {
+    fn drop(&mut self) {
+        if !self.put_back {
+            if let Err(e) = remount(&self.path, &self.options) {
+                eprintln!(
+                    "cgroup_race: could not put back the options of {} ({e}): run `mount -o \
+                     remount,{} none {}`",
+                    self.path.display(),
+                    self.options,
+                    self.path.display()
+                );
+            }
+        }
+    }
+}
+
 fn run(args: &[String]) -> Result<Summary, Error> {
     let (mut runs, mut delays) = (20usize, vec![0u64, 1, 2, 5, 10, 20, 50, 100]);
+    let mut rows_asked: Vec<String> = ROWS.map(String::from).to_vec();
     for_each_option(args, |name, opt| {
         match name {
             "--runs" => runs = parse_number(name, &opt.value()?, 1, 100_000)? as usize,
@@ -184,13 +285,25 @@ fn run(args: &[String]) -> Result<Summary, Error> {
                     .map(|d| parse_number(name, d.trim(), 0, 10_000))
                     .collect::<Result<_, _>>()?
             }
+            "--rows" => {
+                rows_asked = opt.value()?.split(',').map(|r| r.trim().to_string()).collect();
+                if let Some(bad) = rows_asked.iter().find(|r| !ROWS.contains(&r.as_str())) {
+                    return Err(Error::Usage(format!(
+                        "--rows: {bad:?} is not a row; the rows are {}",
+                        ROWS.join(", ")
+                    )));
+                }
+            }
             other => return Err(unknown_option(other)),
         }
         Ok(())
     })?;
+    let asked = |row: &str| rows_asked.iter().any(|r| r == row);
+    // From here on, SIGINT, SIGTERM and SIGHUP wait until a run has ended (see run_once).
+    let watch = SignalWatch::install()?;
     // The first run refuses, with the scenario's own reason, where this machine cannot run
     // them; nothing is printed before it.
-    let first = tally("clone3", &[], 1)?;
+    let first = tally(&watch, "clone3", &[], 1)?;
 
     println!("cgroup_race: {runs} runs per row and child, memory.max = 4096");
     println!();
@@ -204,44 +317,47 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             (format!("{}/{}", small.matched, small.runs), format!("{}/{}", big.matched, big.runs));
         println!("{placement:<28} {delay:>8}  {s:>16}  {b:>16}  {time:>20}");
     };
+    // Both children of a placement, `runs` times each.
+    let pair = |placement: &str, args: &[&str]| -> Result<(Tally, Tally), Error> {
+        let small = tally(&watch, placement, args, runs)?;
+        Ok((small, tally(&watch, &format!("{placement}_fail"), args, runs)?))
+    };
     let mut rows = 0;
-    for &delay in &delays {
+    for &delay in delays.iter().filter(|_| asked("delayed")) {
         let delay_arg = delay.to_string();
-        let args = ["--delay", delay_arg.as_str()];
-        let small = tally("delayed", &args, runs)?;
-        let big = tally("delayed_fail", &args, runs)?;
+        let (small, big) = pair("delayed", &["--delay", delay_arg.as_str()])?;
         row("delayed", &format!("{delay} ms"), &small, &big, median(&small, &big));
         rows += 1;
     }
     let mut synced_all_matched = first.matched == 1;
-    let (small, big) = (tally("signal", &[], runs)?, tally("signal_fail", &[], runs)?);
-    synced_all_matched &= small.matched == runs && big.matched == runs;
-    row("signal-synced", "-", &small, &big, median(&small, &big));
+    if asked("signal-synced") {
+        let (small, big) = pair("signal", &[])?;
+        synced_all_matched &= small.matched == runs && big.matched == runs;
+        row("signal-synced", "-", &small, &big, median(&small, &big));
+        rows += 1;
+    }
 
-    // The same with favordynmods, where the kernel has it; the mount is put back after.
-    let mount = Cgroup2Mount::find()?;
-    let options = mount_options(&mount)?;
-    let with =
-        if options.is_empty() { "favordynmods".into() } else { format!("{options},favordynmods") };
-    let favordynmods = match kernel_knows("favordynmods").then(|| remount(&mount.path, &with)) {
-        Some(Err(errno)) => return Err(Error::sys("mount(MS_REMOUNT, favordynmods)", errno)),
-        Some(Ok(())) => {
-            let measured = (tally("signal", &[], runs), tally("signal_fail", &[], runs));
-            remount(&mount.path, &options).map_err(|e| Error::sys("mount(MS_REMOUNT) back", e))?;
-            let (small, big) = (measured.0?, measured.1?);
-            synced_all_matched &= small.matched == runs && big.matched == runs;
-            row("favordynmods, signal-synced", "-", &small, &big, median(&small, &big));
-            "measured"
-        }
-        None => {
-            println!("{:<28} {:>8}  not offered by this kernel", "favordynmods", "-");
-            "not-offered"
-        }
+    // The same with favordynmods, where the kernel has it. The mount is put back after the
+    // row, and by the guard's drop if an error or an interruption ends the row early.
+    let favordynmods = if !asked("favordynmods") {
+        "not-asked"
+    } else if kernel_knows("favordynmods") {
+        let remounted = Favordynmods::remount(&Cgroup2Mount::find()?)?;
+        let (small, big) = pair("signal", &[])?;
+        remounted.put_back()?;
+        synced_all_matched &= small.matched == runs && big.matched == runs;
+        row("favordynmods, signal-synced", "-", &small, &big, median(&small, &big));
+        "measured"
+    } else {
+        println!("{:<28} {:>8}  not offered by this kernel", "favordynmods", "-");
+        "not-offered"
     };
-    let (small, big) = (tally("clone3", &[], runs)?, tally("clone3_fail", &[], runs)?);
-    synced_all_matched &= small.matched == runs && big.matched == runs;
-    row("clone3", "-", &small, &big, "0 (born there)".into());
-    rows += 2;
+    if asked("clone3") {
+        let (small, big) = pair("clone3", &[])?;
+        synced_all_matched &= small.matched == runs && big.matched == runs;
+        row("clone3", "-", &small, &big, "0 (born there)".into());
+        rows += 1;
+    }
     println!();
     println!(
         "delayed: the child sleeps DELAY after its warm-up and the parent moves it at DELAY/2;"

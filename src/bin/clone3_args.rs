@@ -1,7 +1,7 @@
 //! clone3_args: the argument checks of the kernel's own clone3 selftests, one row per case:
 //! the input, the result the selftest expects, the result this kernel gives.
 //!
-//! Usage: `sudo cargo run --bin clone3_args` (root: set_tid, CLONE_NEWPID and cgroups need it)
+//! Usage: `cargo sudo-run --bin clone3_args` (root: set_tid, CLONE_NEWPID and cgroups need it)
 //!
 //! The cases come from tools/testing/selftests/clone3/clone3.c (sizes of struct clone_args,
 //! exit signals), clone3_set_tid.c (set_tid arrays), clone3_clear_sighand.c, and the

@@ -1,7 +1,7 @@
 //! clone3_into_cgroup_memory: clone3 with CLONE_INTO_CGROUP and CLONE_PIDFD, with a child that
 //! needs less than 4 KiB.
 //!
-//! Usage: `sudo cargo run --bin clone3_into_cgroup_memory -- [OPTIONS]` (see `--help`; Linux
+//! Usage: `cargo sudo-run --bin clone3_into_cgroup_memory -- [OPTIONS]` (see `--help`; Linux
 //! 5.7 or later, x86-64)
 //!
 //! The child is born inside a new cgroup with memory.max = 4096: no delay, no handshake,
@@ -24,7 +24,7 @@ use cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
 use clone_cgroup::cgroup;
 use clone_cgroup::child_say;
 use clone_cgroup::clone3::{clone3_child_on_stack, not_offered, CloneArgs, Flags};
-use clone_cgroup::memory::{pages_word, Reservation};
+use clone_cgroup::memory::{self, pages_word, Reservation};
 use clone_cgroup::process::describe_status;
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
@@ -58,6 +58,17 @@ fn main() -> ExitCode {
 pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Error> {
     let options = MemoryOptions::parse(args, claim.defaults(Duration::ZERO))?;
     let alloc = options.alloc;
+    // The buffer and the child's stack share one page table (see Reservation): refused here,
+    // before anything is created, where they would not.
+    let largest = memory::largest_buffer_beside_stack(STACK_SIZE);
+    if alloc > largest as u64 {
+        return Err(Error::Usage(format!(
+            "--alloc {alloc}: the clone3 pair's child writes at most {}K, since its buffer \
+             and its {}K stack share one 2 MiB page table",
+            largest >> 10,
+            STACK_SIZE >> 10
+        )));
+    }
     let me = getpid();
 
     // 1. Block SIGCHLD and the interruptions; refuse early if this machine cannot run the

@@ -1,7 +1,7 @@
 //! clone3_into_cgroup_memory_fail: clone3 with CLONE_INTO_CGROUP and CLONE_PIDFD, with a child
 //! that needs 1 MiB.
 //!
-//! Usage: `sudo cargo run --bin clone3_into_cgroup_memory_fail -- [OPTIONS]` (see `--help`;
+//! Usage: `cargo sudo-run --bin clone3_into_cgroup_memory_fail -- [OPTIONS]` (see `--help`;
 //! Linux 5.7 or later, x86-64)
 //!
 //! The story of clone3_into_cgroup_memory, told by the same file, with one thing changed: the

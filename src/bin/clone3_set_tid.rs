@@ -1,6 +1,6 @@
 //! clone3_set_tid: choose a child's pid in every PID namespace it lives in.
 //!
-//! Usage: `sudo cargo run --bin clone3_set_tid -- [--pid N]` (default: the first free pid
+//! Usage: `cargo sudo-run --bin clone3_set_tid -- [--pid N]` (default: the first free pid
 //! from 4242)
 //!
 //! clone3 with CLONE_NEWPID and `set_tid = [1, N]` asks for pid 1 in the child's new PID

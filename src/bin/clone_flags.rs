@@ -1,7 +1,7 @@
 //! clone_flags: every clone flag whose effect a program can see, each run with the flag and
 //! without it on the running kernel.
 //!
-//! Usage: `sudo cargo run --bin clone_flags` (root: the namespace rows and CLONE_INTO_CGROUP
+//! Usage: `cargo sudo-run --bin clone_flags` (root: the namespace rows and CLONE_INTO_CGROUP
 //! need it; without root those rows say so)
 //!
 //! 1. What a child shares (CLONE_FILES, FS, SIGHAND, VM, SYSVSEM, IO): the child changes the

@@ -1,7 +1,7 @@
 //! clone_wait_signal_cgroup_memory: the signal-synced placement, with a child that needs less
 //! than 4 KiB.
 //!
-//! Usage: `sudo cargo run --bin clone_wait_signal_cgroup_memory -- [OPTIONS]` (see `--help`)
+//! Usage: `cargo sudo-run --bin clone_wait_signal_cgroup_memory -- [OPTIONS]` (see `--help`)
 //!
 //! The parent blocks SIGUSR1, SIGUSR2 and SIGCHLD, creates a cgroup with memory.max = 4096 and
 //! clones a child, which inherits the blocked mask. The child warms up, sends SIGUSR2

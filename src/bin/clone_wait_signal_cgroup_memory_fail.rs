@@ -1,7 +1,7 @@
 //! clone_wait_signal_cgroup_memory_fail: the signal-synced placement, with a child that needs
 //! 1 MiB.
 //!
-//! Usage: `sudo cargo run --bin clone_wait_signal_cgroup_memory_fail -- [OPTIONS]` (see `--help`)
+//! Usage: `cargo sudo-run --bin clone_wait_signal_cgroup_memory_fail -- [OPTIONS]` (see `--help`)
 //!
 //! The story of clone_wait_signal_cgroup_memory, told by the same file, with one thing
 //! changed: after the move the child writes 1 MiB into a cgroup that allows 4 KiB. The OOM

@@ -1,6 +1,6 @@
 //! clone_waitpid_cgroup_memory_fail: the delayed placement, with a child that needs 1 MiB.
 //!
-//! Usage: `sudo cargo run --bin clone_waitpid_cgroup_memory_fail -- [OPTIONS]` (see `--help`)
+//! Usage: `cargo sudo-run --bin clone_waitpid_cgroup_memory_fail -- [OPTIONS]` (see `--help`)
 //!
 //! The story of clone_waitpid_cgroup_memory, told by the same file, with one thing changed:
 //! after the move the child writes 1 MiB (256 pages) into a cgroup that allows one. The

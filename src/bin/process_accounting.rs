@@ -1,6 +1,6 @@
 //! process_accounting: acct(2) records every process's end; read back what the kernel wrote.
 //!
-//! Usage: `sudo cargo run --bin process_accounting -- [--keep] [--force]`
+//! Usage: `cargo sudo-run --bin process_accounting -- [--keep] [--force]`
 //!
 //! The parent turns accounting on into a fresh file, starts four children and waits for
 //! each: one that execs `true`, one that exits 0 and one that exits 3 without exec, and one

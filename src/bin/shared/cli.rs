@@ -118,22 +118,26 @@ impl Scenario {
                 println!("{summary}");
                 ExitCode::from(if summary.verdict == Verdict::AsClaimed { 0 } else { 1 })
             }
-            Err(error) => {
-                eprintln!("{}: {error}", self.name);
-                let verdict = match error {
-                    Error::Usage(_) => {
-                        eprintln!("Usage: {} [OPTIONS]; see --help", self.name);
-                        Verdict::BadUsage
-                    }
-                    Error::CannotRun(_) => Verdict::CannotRun,
-                    Error::Interrupted(_) => Verdict::Interrupted,
-                    _ => Verdict::NotAsClaimed,
-                };
-                println!("{}", Summary::new(self.name, verdict));
-                ExitCode::from(exit_code(&error))
-            }
+            Err(error) => report_error(self.name, &error),
         }
     }
+}
+
+/// Ends a run of `name` that failed with `error`: the error on standard error (with the usage
+/// hint for bad usage), the summary line with the verdict the error means, and its exit status.
+pub fn report_error(name: &str, error: &Error) -> ExitCode {
+    eprintln!("{name}: {error}");
+    let verdict = match error {
+        Error::Usage(_) => {
+            eprintln!("Usage: {name} [OPTIONS]; see --help");
+            Verdict::BadUsage
+        }
+        Error::CannotRun(_) => Verdict::CannotRun,
+        Error::Interrupted(_) => Verdict::Interrupted,
+        _ => Verdict::NotAsClaimed,
+    };
+    println!("{}", Summary::new(name, verdict));
+    ExitCode::from(exit_code(error))
 }
 
 /// How a run ended, relative to what the scenario claims.
@@ -214,15 +218,18 @@ pub struct Opt<'a, 'b> {
 
 impl Opt<'_, '_> {
     /// The option's value: after `=`, or the next argument. A next argument that starts
-    /// with `-` is another option, not this one's value.
+    /// with `-` is another option, not this one's value, unless a digit follows the `-`: a
+    /// negative number is a value, refused then by the option's own check with its reason.
     pub fn value(&mut self) -> Result<String, Error> {
         if let Some(value) = self.inline {
             return Ok(value.to_string());
         }
+        let is_value = |next: &String| match next.strip_prefix('-') {
+            Some(rest) => rest.starts_with(|c: char| c.is_ascii_digit()),
+            None => true,
+        };
         match self.rest.as_slice().first() {
-            Some(next) if !next.starts_with('-') => {
-                Ok(self.rest.next().cloned().unwrap_or_default())
-            }
+            Some(next) if is_value(next) => Ok(self.rest.next().cloned().unwrap_or_default()),
             _ => Err(Error::Usage(format!("{} needs a value", self.name))),
         }
     }
