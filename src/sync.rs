@@ -6,6 +6,7 @@
 //! take it with `sigtimedwait`, which gives up at a deadline. Blocked, a signal also reaches
 //! the init process of a PID namespace, which drops those it has no handler for.
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -119,9 +120,24 @@ impl SignalWatch {
 }
 
 impl Drop for SignalWatch {
+    /// Restores the previous mask. An interruption that came after the last look would then
+    /// end the process by its default action, before it could say so: it is taken first, and
+    /// kept for [`late_interruption`].
     fn drop(&mut self) {
+        if let Ok(Some(signal)) = self.pending_interruption() {
+            LATE_INTERRUPTION.store(signal as i32, Ordering::Relaxed);
+        }
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.previous), None);
     }
+}
+
+/// The interruption a dropped [`SignalWatch`] found pending; 0 for none.
+static LATE_INTERRUPTION: AtomicI32 = AtomicI32::new(0);
+
+/// An interruption that came after a [`SignalWatch`]'s last look, taken when it was dropped:
+/// the run ended anyway, but the user asked it to stop, and its summary should say so.
+pub fn late_interruption() -> Option<Signal> {
+    Signal::try_from(LATE_INTERRUPTION.swap(0, Ordering::Relaxed)).ok()
 }
 
 /// `sigtimedwait(2)` until `deadline`: the next signal of `set` that is pending or arrives,

@@ -156,12 +156,12 @@ fn bad_options_exit_2_before_anything_runs() {
 }
 
 /// The delayed pair bets on timing, so a run may lose (and must say so); every run that won
-/// must bear the claim out. See [`repeat_delayed_scenario`].
+/// must bear the claim out. See [`repeat_memory_scenario`].
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn delayed_small_child_survives_4096_whenever_the_bet_is_won() {
     let mount = require_cgroup2();
-    let peaks = repeat_delayed_scenario("clone_waitpid_cgroup_memory", 20, survived);
+    let peaks = repeat_memory_scenario("clone_waitpid_cgroup_memory", 20, survived);
     // Exactly one page was charged after the move: the buffer's.
     assert_eq!(
         peaks.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -172,7 +172,7 @@ fn delayed_small_child_survives_4096_whenever_the_bet_is_won() {
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn delayed_big_child_is_oom_killed_whenever_the_bet_is_won() {
-    repeat_delayed_scenario("clone_waitpid_cgroup_memory_fail", 20, killed);
+    repeat_memory_scenario("clone_waitpid_cgroup_memory_fail", 20, killed);
 }
 
 #[test]

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use clone_cgroup::cgroup::{MemoryEvents, MemoryEvidence};
 use clone_cgroup::process::Outcome;
+use clone_cgroup::sync;
 use clone_cgroup::Error;
 use nix::sys::signal::Signal;
 
@@ -114,10 +115,14 @@ impl Scenario {
         });
         match result {
             Ok(None) => ExitCode::SUCCESS,
-            Ok(Some(summary)) => {
-                println!("{summary}");
-                ExitCode::from(if summary.verdict == Verdict::AsClaimed { 0 } else { 1 })
-            }
+            // Asked to stop after its last look for an interruption: stopped, and says so.
+            Ok(Some(summary)) => match sync::late_interruption() {
+                Some(signal) => report_error(self.name, &Error::Interrupted(signal)),
+                None => {
+                    println!("{summary}");
+                    ExitCode::from(if summary.verdict == Verdict::AsClaimed { 0 } else { 1 })
+                }
+            },
             Err(error) => report_error(self.name, &error),
         }
     }
