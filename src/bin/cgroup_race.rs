@@ -151,14 +151,14 @@ fn tally(watch: &SignalWatch, placement: &str, args: &[&str], runs: usize) -> Re
 
 /// One run of `placement`: `me --run PLACEMENT ARGS`, to its end, with its output.
 ///
-/// The interruptions are blocked here (`watch`), so they wait until this loop takes them. One
-/// that comes meanwhile is passed on to the run, unless it reached the run already (Ctrl-C
+/// The interruptions are blocked in this program (`watch`), so they wait until this loop takes
+/// them. One that comes meanwhile is passed on to the run, unless it reached the run already (Ctrl-C
 /// goes to the whole process group): the run then cleans up its own child and cgroup and
 /// exits, and the interruption ends this program too. The run's output stays in its pipes
 /// until it has ended; a run prints a few lines, far less than a pipe holds (64 KiB).
 fn run_once(
     watch: &SignalWatch,
-    me: &PathBuf,
+    me: &Path,
     placement: &str,
     args: &[&str],
 ) -> Result<Output, Error> {
