@@ -51,10 +51,20 @@ pub struct SignalWatch {
 impl SignalWatch {
     /// Blocks the watched signals in the calling thread (and so in children created later).
     pub fn install() -> Result<SignalWatch, Error> {
+        SignalWatch::block([Signal::SIGCHLD, PARENT_TO_CHILD, CHILD_TO_PARENT].into_iter())
+    }
+
+    /// Blocks the interruptions only, for a program that waits for its children by other
+    /// means, uses SIGUSR1 and SIGUSR2 for its own ends, and looks for an interruption between
+    /// its steps ([`stop_if_interrupted`](Self::stop_if_interrupted)).
+    pub fn interruptions_only() -> Result<SignalWatch, Error> {
+        SignalWatch::block(std::iter::empty())
+    }
+
+    /// Blocks `signals` and the interruptions.
+    fn block(signals: impl Iterator<Item = Signal>) -> Result<SignalWatch, Error> {
         let mut watched = SigSet::empty();
-        for signal in
-            [Signal::SIGCHLD, PARENT_TO_CHILD, CHILD_TO_PARENT].into_iter().chain(INTERRUPTIONS)
-        {
+        for signal in signals.chain(INTERRUPTIONS) {
             watched.add(signal);
         }
         let mut previous = SigSet::empty();
@@ -94,6 +104,15 @@ impl SignalWatch {
             }
         }
         Ok(first)
+    }
+
+    /// [`Error::Interrupted`] if an interruption is pending: `watch.stop_if_interrupted()?`
+    /// between steps.
+    pub fn stop_if_interrupted(&self) -> Result<(), Error> {
+        match self.pending_interruption()? {
+            Some(signal) => Err(Error::Interrupted(signal)),
+            None => Ok(()),
+        }
     }
 
     /// Waits until `from` sends `signal`. Returns `Ok(None)` at the deadline, and the other

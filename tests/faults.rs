@@ -88,6 +88,44 @@ fn ctrl_c_to_the_whole_process_group_is_handled_once_by_the_parent() {
     run.assert_nothing_left();
 }
 
+/// Ctrl-C to `name` once it has printed `when`, a line of a step that has set up what the run
+/// must remove (a cgroup, a SysV semaphore). It ends with 130 and `verdict=interrupted` once
+/// its current step is done, and leaves nothing. A run that had already finished when the
+/// signal came (exit 0, or killed by it after its last line) proves nothing and is tried
+/// again, up to five times.
+fn ctrl_c_mid_run(name: &str, when: &str, done: &str) {
+    require_cgroup2();
+    for _ in 0..5 {
+        let mut running = Running::start(name, &[]);
+        running.line_with(when);
+        nix::sys::signal::killpg(running.pid(), Signal::SIGINT).unwrap();
+        let run = running.finish();
+        run.assert_nothing_left();
+        let last = run.stdout.lines().last().unwrap_or("");
+        if run.code == 0 || (run.code == 130 && !last.starts_with("summary ")) {
+            assert!(run.stdout.contains(done), "ended before its end: {run}");
+            continue;
+        }
+        assert_eq!(run.code, 130, "{run}");
+        assert_eq!(run.summary().verdict, Verdict::Interrupted, "{run}");
+        assert!(run.stderr.contains("interrupted by SIGINT"), "{run}");
+        return;
+    }
+    panic!("{name} finished before the signal came, five times");
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn ctrl_c_during_clone_flags_leaves_no_cgroup_and_no_semaphore_half_made() {
+    ctrl_c_mid_run("clone_flags", "1. what a child shares", "5. tracing");
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn ctrl_c_during_clone3_args_removes_its_stage_first() {
+    ctrl_c_mid_run("clone3_args", "1. pid_max", "3. removed");
+}
+
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn a_parent_killed_outright_takes_its_child_along_and_the_next_run_cleans_up() {

@@ -25,6 +25,7 @@ use cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::cgroup::{self, Cgroup};
 use clone_cgroup::clone3::{not_offered, try_clone3, CloneArgs, Flags};
 use clone_cgroup::process::{fork_child, reap, Outcome};
+use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -244,6 +245,10 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         return Err(Error::cannot_run(not_offered(errno).unwrap_or("clone3 fails here")));
     }
 
+    // SIGINT, SIGTERM and SIGHUP wait, blocked, until the stage is removed (a run takes well
+    // under a second); the run then ends with 128 + the signal.
+    let _watch = SignalWatch::interruptions_only()?;
+
     // 1. The stage: a cgroup of our own with the targets of the CLONE_INTO_CGROUP cases, a pid
     //    that has just been freed, and the largest pid.
     let (base, notes) = cgroup::prepare("memory", None, None)?;
@@ -270,8 +275,16 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     println!("parent[{me}]: 2. {} cases:", rows.len());
     println!("    {:<23} {:<43} {:<14} {:<14}", "source", "input", "expected", "seen");
     let mut mismatched = Vec::new();
+    let mut clone_failed = Ok(());
     for (i, row) in rows.iter().enumerate() {
-        let result = try_clone3(&row.args)?.map(|ended| ended.outcome);
+        // The stage is removed below whatever happens here.
+        let result = match try_clone3(&row.args) {
+            Ok(result) => result.map(|ended| ended.outcome),
+            Err(e) => {
+                clone_failed = Err(e);
+                break;
+            }
+        };
         let expected = match row.expect {
             Expect::Child => "child".to_string(),
             Expect::Fails(errno) => format!("{errno:?}"),
@@ -303,6 +316,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         cgroup.remove()?;
         println!("parent[{me}]: 3. removed {}", path.display());
     }
+    clone_failed?;
     if !mismatched.is_empty() {
         println!("parent[{me}]: NOT AS CLAIMED: rows {mismatched:?} differ from the selftests");
     }

@@ -38,7 +38,7 @@ use clone_cgroup::attributes::{
 use clone_cgroup::cgroup;
 use clone_cgroup::clone3::{clone3_child, try_clone3, CloneArgs, Flags};
 use clone_cgroup::process::{clone_child, fork_child, reap, vfork_child, ChildStack, Outcome};
-use clone_cgroup::sync::{send, wait_signal};
+use clone_cgroup::sync::{send, wait_signal, SignalWatch};
 use clone_cgroup::Error;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg};
@@ -605,6 +605,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         let why = clone_cgroup::clone3::not_offered(errno).unwrap_or("clone3 fails here");
         return Err(Error::cannot_run(why));
     }
+    // SIGINT, SIGTERM and SIGHUP wait, blocked, for the end of a step: no row is left half
+    // done (a SysV semaphore, a cgroup), and the run then stops with 128 + the signal.
+    let watch = SignalWatch::interruptions_only()?;
     // SIGUSR1 blocked, for the children that wait for it (they inherit the mask).
     let mut old_mask = SigSet::empty();
     sigprocmask(
@@ -623,6 +626,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         table.print(row, seen);
     }
 
+    watch.stop_if_interrupted()?;
+
     // 2. What makes a thread: glibc's flags, with and without the one shown.
     println!("parent[{me}]: 2. what makes a thread (glibc's pthread_create flags, one changed)");
     for row in &THREAD {
@@ -630,9 +635,13 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         table.print(row, seen);
     }
 
+    watch.stop_if_interrupted()?;
+
     // 3. The namespaces: a new one has a new inode.
     println!("parent[{me}]: 3. the namespaces");
     namespace_step(&mut table)?;
+
+    watch.stop_if_interrupted()?;
 
     // 4. The child's place: its parent, when we go on, what we get back, where it starts.
     println!("parent[{me}]: 4. the child's place");
@@ -651,6 +660,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     table.print(&PLACE[4], seen);
     let seen = detached_row()?;
     table.print(&PLACE[5], seen);
+
+    watch.stop_if_interrupted()?;
 
     // 5. The flags for a traced parent, which this program is not.
     println!("parent[{me}]: 5. tracing");

@@ -150,9 +150,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         let mut fork_rate = None;
         for method in Method::ALL {
             // Ctrl-C stays pending, blocked, until it is looked for: here and every 64 children.
-            if let Some(signal) = watch.pending_interruption()? {
-                return Err(Error::Interrupted(signal));
-            }
+            watch.stop_if_interrupted()?;
             let (name, how, execs) = method.what();
             let mut spawner = Spawner::new(how, execs, &program)?;
             // A few first, so that page cache, allocator and CPU caches are warm.
@@ -165,9 +163,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
                 // otherwise hold it for half a minute. One sigtimedwait that finds nothing
                 // costs well under 1% of 64 children, and allocates nothing.
                 if i % 64 == 63 {
-                    if let Some(signal) = watch.pending_interruption()? {
-                        return Err(Error::Interrupted(signal));
-                    }
+                    watch.stop_if_interrupted()?;
                 }
                 spawner.spawn_and_reap()?;
             }
