@@ -182,11 +182,12 @@ impl Drop for Reservation {
     }
 }
 
-/// How much stack a child touches before a move; [`STACK_SIZE`] leaves room below it.
+/// How much stack a child touches before a move; [`MOVED_CHILD_STACK_SIZE`] leaves room below it.
 pub const STACK_WARM_UP: usize = 64 << 10;
 
-/// The stack size of the memory scenarios' children.
-pub const STACK_SIZE: usize = 256 << 10;
+/// The stack of a child that is moved into a cgroup (the delayed and signal-synced pairs): it
+/// touches the first [`STACK_WARM_UP`] bytes before the move, and the rest leaves room.
+pub const MOVED_CHILD_STACK_SIZE: usize = 256 << 10;
 
 /// What a memory scenario's child does first, before its move: everything that costs memory.
 /// It writes [`STACK_WARM_UP`] bytes of stack below the caller (so that the stack pages used

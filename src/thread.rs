@@ -154,6 +154,11 @@ impl HandBuiltThread {
         self.shared().tid_word.load(Ordering::SeqCst) as libc::pid_t
     }
 
+    /// The address of the tid word: the futex that [`join`](Self::join) sleeps on.
+    pub fn tid_word_address(&self) -> usize {
+        self.shared().tid_word.as_ptr() as usize
+    }
+
     /// What the thread reported of itself.
     pub fn seen_by_thread(&self) -> SeenByThread {
         let shared = self.shared();
@@ -166,9 +171,12 @@ impl HandBuiltThread {
     }
 
     /// Releases the thread and waits (at most 10 s) until it has ended and its stack is
-    /// free: as `pthread_join` does, until the kernel has cleared the tid word, then until
-    /// its /proc/self/task entry is gone; without `THREAD`, by reaping it.
-    pub fn join(&mut self) -> Result<(), Error> {
+    /// free: as `pthread_join` does, asleep in `futex(FUTEX_WAIT)` on the tid word until the
+    /// kernel clears it and wakes the futex, then until its /proc/self/task entry is gone;
+    /// without `THREAD`, by reaping it. Returns how many times it called `FUTEX_WAIT` on the
+    /// tid word: 0 if the thread had ended before the join looked.
+    pub fn join(&mut self) -> Result<u32, Error> {
+        let mut futex_waits = 0;
         let shared = self.shared();
         shared.release.store(1, Ordering::SeqCst);
         futex(&shared.release, libc::FUTEX_WAKE, 1, None);
@@ -178,7 +186,7 @@ impl HandBuiltThread {
             while self.flags.contains(Flags::CHILD_CLEARTID) {
                 match shared.tid_word.load(Ordering::SeqCst) {
                     0 => break,
-                    word => wait_while(&shared.tid_word, word)?,
+                    word => futex_waits += wait_while(&shared.tid_word, word)?,
                 }
             }
             // The word is cleared as the thread ends, a moment before it leaves the thread
@@ -193,7 +201,7 @@ impl HandBuiltThread {
             }
         }
         self.joined = true;
-        Ok(())
+        Ok(futex_waits)
     }
 }
 
@@ -206,17 +214,20 @@ impl Drop for HandBuiltThread {
     }
 }
 
-/// Waits, at most 10 s, until `word` no longer holds `value`.
-fn wait_while(word: &AtomicU32, value: u32) -> Result<(), Error> {
+/// Waits, at most 10 s, until `word` no longer holds `value`; returns how many times it
+/// called `FUTEX_WAIT`.
+fn wait_while(word: &AtomicU32, value: u32) -> Result<u32, Error> {
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut waits = 0;
     while word.load(Ordering::SeqCst) == value {
+        waits += 1;
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Error::Failed("a hand-built thread did not answer in 10 s".into()));
         }
         futex(word, libc::FUTEX_WAIT, value, Some(left.min(Duration::from_millis(100))));
     }
-    Ok(())
+    Ok(waits)
 }
 
 /// `futex(word, op, value, timeout)`; its result does not matter to the loops that call it.

@@ -54,6 +54,12 @@ fn a_thread_by_hand_shares_the_pid_and_is_joined_on_the_cleared_tid() {
     ] {
         assert_eq!(summary.get(key), Some(value), "{key}: {run}");
     }
+    // The join names the futex it slept on, or says that it had no need to.
+    assert!(
+        run.stdout.contains("FUTEX_WAIT) on the tid word at 0x")
+            || run.stdout.contains("before join looked: no FUTEX_WAIT needed"),
+        "{run}"
+    );
 }
 
 #[test]

@@ -39,8 +39,10 @@ const SCENARIO: Scenario = Scenario {
     options: MEMORY_OPTIONS_HELP,
 };
 
-/// The child's stack: a line of output and a loop need little.
-const STACK_SIZE: usize = 64 << 10;
+/// The stack of a child born in the cgroup: a line of output and a loop need little. It lies
+/// in a shared mapping that the parent has paid for (see `Reservation::with_shared_stack`), so
+/// it is not the [`memory::MOVED_CHILD_STACK_SIZE`] of the children that are moved.
+const SHARED_STACK_SIZE: usize = 64 << 10;
 
 /// The cgroup of process `pid` in the v2 hierarchy, from `/proc/PID/cgroup` (`0::/path`).
 fn cgroup_of(pid: Pid) -> Result<String, Error> {
@@ -60,13 +62,13 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     let alloc = options.alloc;
     // The buffer and the child's stack share one page table (see Reservation): refused here,
     // before anything is created, where they would not.
-    let largest = memory::largest_buffer_beside_stack(STACK_SIZE);
+    let largest = memory::largest_buffer_beside_stack(SHARED_STACK_SIZE);
     if alloc > largest as u64 {
         return Err(Error::Usage(format!(
             "--alloc {alloc}: the clone3 pair's child writes at most {}K, since its buffer \
              and its {}K stack share one 2 MiB page table",
             largest >> 10,
-            STACK_SIZE >> 10
+            SHARED_STACK_SIZE >> 10
         )));
     }
     let me = getpid();
@@ -93,7 +95,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     // 2. Everything the child will use is prepared, and paid for, here: its stack (shared,
     //    written now) and its buffer's page tables. The cgroup is named by a descriptor of its
     //    directory, opened O_PATH.
-    let mut buffer = Reservation::with_shared_stack(alloc as usize, STACK_SIZE)?;
+    let mut buffer = Reservation::with_shared_stack(alloc as usize, SHARED_STACK_SIZE)?;
     buffer.build_page_tables();
     let stack = buffer.shared_stack().expect("a shared stack was asked for");
     let cgroup_dir = cgroup.open_path()?;

@@ -83,14 +83,26 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     };
     println!("parent[{me}]: 3. /proc/self/task lists {tasks_while_running:?}; waitpid({tid}, __WALL): {waited}");
 
-    // 4. Join: release it, then wait on the futex at the tid word until the kernel zeroes it.
-    thread.join()?;
+    // 4. Join: release it, then sleep in futex(FUTEX_WAIT) on the tid word until the kernel
+    //    zeroes the word and wakes the futex (CLONE_CHILD_CLEARTID), as pthread_join does.
+    let futex = thread.tid_word_address();
+    let futex_waits = thread.join()?;
     let word_after = thread.tid_word();
     // join has waited until the thread also left /proc/self/task.
     let tasks_after = task_list()?;
     let sigchld_sent = wait_signal(&sigchld, Instant::now())?.is_some();
+    match futex_waits {
+        0 => println!(
+            "parent[{me}]: 4. joined: the kernel had zeroed the tid word at {futex:#x}, the \
+             futex, before join looked: no FUTEX_WAIT needed"
+        ),
+        n => println!(
+            "parent[{me}]: 4. joined: slept in futex(FUTEX_WAIT) on the tid word at {futex:#x} \
+             ({n} call(s)) until the kernel zeroed it and woke the futex"
+        ),
+    }
     println!(
-        "parent[{me}]: 4. joined: the tid word went {word_at_start} -> {word_after}; /proc/self/task lists {tasks_after:?}; SIGCHLD {}",
+        "parent[{me}]:    the tid word went {word_at_start} -> {word_after}; /proc/self/task lists {tasks_after:?}; SIGCHLD {}",
         if sigchld_sent { "pending" } else { "never sent" }
     );
     drop(thread);

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
 use clone_cgroup::cgroup;
 use clone_cgroup::child_say;
-use clone_cgroup::memory::{self, pages_word, STACK_SIZE};
+use clone_cgroup::memory::{self, pages_word, MOVED_CHILD_STACK_SIZE};
 use clone_cgroup::process::{clone_child, describe_status, die_with_parent, Child, ChildStack};
 use clone_cgroup::sync::{self, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
 use clone_cgroup::Error;
@@ -81,7 +81,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     }
 
     // 2. Clone an ordinary child, with a copy of our memory and our blocked mask.
-    let mut stack = ChildStack::new(STACK_SIZE)?;
+    let mut stack = ChildStack::new(MOVED_CHILD_STACK_SIZE)?;
     let mut go = SigSet::empty();
     go.add(PARENT_TO_CHILD);
     let mut body = || {

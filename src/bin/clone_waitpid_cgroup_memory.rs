@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
 use clone_cgroup::cgroup::{self, MemoryEvidence};
 use clone_cgroup::child_say;
-use clone_cgroup::memory::{self, pages_word, STACK_SIZE};
+use clone_cgroup::memory::{self, pages_word, MOVED_CHILD_STACK_SIZE};
 use clone_cgroup::process::{clone_child, describe_status, die_with_parent, Child, ChildStack};
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
@@ -140,7 +140,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
 
     // 2. Clone. No CLONE_* flags: an ordinary child with a copy of our memory. Its sleep
     //    cannot end before `delay` after this instant.
-    let mut stack = ChildStack::new(STACK_SIZE)?;
+    let mut stack = ChildStack::new(MOVED_CHILD_STACK_SIZE)?;
     let mut body = || {
         die_with_parent(me);
         // 3. Everything that costs memory, while still in our cgroup; then park.

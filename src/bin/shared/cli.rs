@@ -333,7 +333,6 @@ pub const MEMORY_OPTIONS_HELP: &str =
       --parent DIR     create the scenario's cgroup under this cgroup v2 directory
                        [default: the root of the cgroup2 mount]
       --cgroup DIR     use this existing cgroup instead of creating one; it is not removed
-                       (scripts/make-foo-cgroup.sh makes the classic /sys/fs/cgroup/foo)
   BYTES take a K, M or G suffix (powers of 1024).
 ";
 
