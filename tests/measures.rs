@@ -3,6 +3,7 @@
 
 use std::sync::Mutex;
 
+use clone_cgroup::cgroup::enable_controller;
 use nix::sys::signal::{kill, killpg, Signal};
 
 mod common;
@@ -113,7 +114,13 @@ fn interrupt_cgroup_race(args: &[&str], ready: impl Fn() -> bool, signal: Signal
     let mount = require_cgroup2();
     let _alone = REMOUNTS.lock().unwrap_or_else(|e| e.into_inner());
     let options = cgroup2_mount_options();
-    let mut running = Running::start("cgroup_race", args);
+    // A parent of its own for the runs' cgroups, which no other test's run touches: what is
+    // left in it afterwards was left by this run. The root hands the memory controller down.
+    enable_controller(&mount.path, "memory").unwrap();
+    let parent = mount.path.join(format!("race-interrupted-{}", std::process::id()));
+    std::fs::create_dir(&parent).unwrap();
+    let args = [args, &["--parent", parent.to_str().unwrap()]].concat();
+    let mut running = Running::start("cgroup_race", &args);
     // Its table's header comes once the interruptions are blocked and the first run is done.
     running.line_with("clone to in cgroup");
     let waited = std::time::Instant::now();
@@ -124,13 +131,16 @@ fn interrupt_cgroup_race(args: &[&str], ready: impl Fn() -> bool, signal: Signal
     let pid = running.pid();
     if to_group { killpg(pid, signal) } else { kill(pid, signal) }.unwrap();
     let run = running.finish();
+    let left = own_cgroups(&parent);
+    let _ = std::fs::remove_dir(&parent);
     assert_eq!(run.code, 128 + signal as i32, "{run}");
     assert_eq!(run.summary().verdict, Verdict::Interrupted, "{run}");
     assert!(run.stderr.contains(&format!("interrupted by {}", signal.as_str())), "{run}");
     assert!(!run.stderr.contains("cannot run here"), "{run}");
+    assert!(!run.stderr.contains("--run"), "a run said something of its cleanup: {run}");
     assert_eq!(cgroup2_mount_options(), options, "the mount was not put back: {run}");
+    assert_eq!(left, Vec::<std::path::PathBuf>::new(), "{run}");
     run.assert_nothing_left();
-    assert_eq!(stale_cgroups(&mount), Vec::<std::path::PathBuf>::new());
 }
 
 /// Whether the kernel offers the favordynmods mount option (6.0 and later).

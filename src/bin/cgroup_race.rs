@@ -63,6 +63,8 @@ const SCENARIO: Scenario = Scenario {
       --delays LIST    delays in ms for the delayed pair [default: 0,1,2,5,10,20,50,100]
       --rows LIST      which rows to measure, of delayed, signal-synced, favordynmods
                        and clone3 [default: all four]
+      --parent DIR     create the runs' cgroups under this cgroup v2 directory
+                       [default: the root of the cgroup2 mount]
 ",
 };
 
@@ -188,7 +190,15 @@ fn run_once(
     }
     let output = run.wait_with_output().map_err(failed)?;
     match interrupted.or(watch.pending_interruption()?) {
-        Some(signal) => Err(Error::Interrupted(signal)),
+        Some(signal) => {
+            // What the run said of its own cleanup (a cgroup it could not remove) is ours to
+            // pass on; its "interrupted" line is not.
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            for line in stderr.lines().filter(|l| !l.contains(": interrupted by ")) {
+                eprintln!("cgroup_race: --run {placement}: {line}");
+            }
+            Err(Error::Interrupted(signal))
+        }
         None => Ok(output),
     }
 }
@@ -275,6 +285,7 @@ impl Drop for Favordynmods {
 fn run(args: &[String]) -> Result<Summary, Error> {
     let (mut runs, mut delays) = (20usize, vec![0u64, 1, 2, 5, 10, 20, 50, 100]);
     let mut rows_asked: Vec<String> = ROWS.map(String::from).to_vec();
+    let mut parent = None;
     for_each_option(args, |name, opt| {
         match name {
             "--runs" => runs = parse_number(name, &opt.value()?, 1, 100_000)? as usize,
@@ -294,16 +305,22 @@ fn run(args: &[String]) -> Result<Summary, Error> {
                     )));
                 }
             }
+            "--parent" => parent = Some(opt.value()?),
             other => return Err(unknown_option(other)),
         }
         Ok(())
     })?;
     let asked = |row: &str| rows_asked.iter().any(|r| r == row);
+    // Every run gets the same --parent, and checks it as the scenario itself would.
+    let parent_args: Vec<&str> = match &parent {
+        Some(dir) => vec!["--parent", dir.as_str()],
+        None => Vec::new(),
+    };
     // From here on, SIGINT, SIGTERM and SIGHUP wait until a run has ended (see run_once).
     let watch = SignalWatch::install()?;
     // The first run refuses, with the scenario's own reason, where this machine cannot run
     // them; nothing is printed before it.
-    let first = tally(&watch, "clone3", &[], 1)?;
+    let first = tally(&watch, "clone3", &parent_args, 1)?;
 
     println!("cgroup_race: {runs} runs per row and child, memory.max = 4096");
     println!();
@@ -319,8 +336,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     };
     // Both children of a placement, `runs` times each.
     let pair = |placement: &str, args: &[&str]| -> Result<(Tally, Tally), Error> {
-        let small = tally(&watch, placement, args, runs)?;
-        Ok((small, tally(&watch, &format!("{placement}_fail"), args, runs)?))
+        let args = [args, &parent_args].concat();
+        let small = tally(&watch, placement, &args, runs)?;
+        Ok((small, tally(&watch, &format!("{placement}_fail"), &args, runs)?))
     };
     let mut rows = 0;
     for &delay in delays.iter().filter(|_| asked("delayed")) {
