@@ -531,6 +531,9 @@ pub fn remove_stale(parent: &Path) -> Vec<Stale> {
         }
         match fs::remove_dir(&path) {
             Ok(()) => found.push(Stale::Removed(path)),
+            // Its creator removed it itself, and ended, between the listing and the kill:
+            // not stale, only gone.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => found.push(Stale::Kept(path, e.to_string())),
         }
     }
