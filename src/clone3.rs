@@ -11,20 +11,15 @@
 use std::fmt;
 use std::ops::BitOr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::memory::StackArea;
 use crate::process::{
-    child_trampoline, end_child_with, flush_stdout, reap_pidfd, require_single_thread, stopped,
-    Child, Ended, RseqPause,
+    child_trampoline, end_child_with, flush_stdout, require_single_thread, Child, Ended, RseqPause,
 };
-use crate::sync::INTERRUPTIONS;
 use crate::Error;
 
 /// A set of `CLONE_*` flags, as `clone_args.flags` takes them (64 bits: the newest do not fit
@@ -221,7 +216,7 @@ impl<'a> CloneArgs<'a> {
     /// (zeros, then `tail` in the word `tail_at`); a size up to a page is cut to the struct and
     /// its tail, 176 bytes (larger ones the kernel refuses unread).
     pub fn size(mut self, size: usize, tail_at: usize, tail: u64) -> Self {
-        self.size = if size > crate::process::page_size() {
+        self.size = if size > crate::memory::page_size() {
             size
         } else {
             size.min(std::mem::size_of::<ArgsWithTail>())
@@ -459,76 +454,6 @@ pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
     Err(Error::cannot_run(
         "clone3 with a stack of the child's own is implemented for x86-64 with glibc only",
     ))
-}
-
-/// Waits for the child behind `pidfd` to end, for at most `timeout`, then reaps it with
-/// `waitid(P_PIDFD)`, which can only take this child.
-///
-/// `poll` watches two descriptors: the pidfd, readable once the child has ended, and a
-/// signalfd for SIGINT, SIGTERM and SIGHUP (which must be blocked, as
-/// [`SignalWatch`](crate::sync::SignalWatch) does). An interruption or the deadline kills the
-/// child through the pidfd (`pidfd_send_signal`), which cannot hit a reused pid.
-pub(crate) fn wait_pidfd(pidfd: &OwnedFd, pid: Pid, timeout: Duration) -> Result<Ended, Error> {
-    let mut interruptions = SigSet::empty();
-    for signal in INTERRUPTIONS {
-        interruptions.add(signal);
-    }
-    let signals =
-        SignalFd::with_flags(&interruptions, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(|e| Error::sys("signalfd", e))?;
-    let deadline = Instant::now() + timeout;
-    let mut interrupted = None;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut fds = [
-            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-        ];
-        let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
-            .unwrap_or(PollTimeout::MAX);
-        match poll(&mut fds, ms) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(Error::sys("poll", e)),
-        }
-        if fds[0].any().unwrap_or(false) {
-            break;
-        }
-        if let Ok(Some(info)) = signals.read_signal() {
-            interrupted = Signal::try_from(info.ssi_signo as i32).ok();
-            break;
-        }
-    }
-    let mut ready = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    let exited = matches!(poll(&mut ready, PollTimeout::ZERO), Ok(n) if n > 0);
-    if !exited {
-        pidfd_kill(pidfd)?;
-    }
-    let ended = reap_pidfd(pidfd)?;
-    if exited {
-        return Ok(ended);
-    }
-    Err(stopped(pid, ended, interrupted, timeout))
-}
-
-/// `pidfd_send_signal(pidfd, SIGKILL)`: kills exactly the process the pidfd refers to.
-pub(crate) fn pidfd_kill(pidfd: &OwnedFd) -> Result<(), Error> {
-    // SAFETY: a plain system call on a descriptor we own, with no pointers (info is NULL).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    match r {
-        0 => Ok(()),
-        _ if Errno::last() == Errno::ESRCH => Ok(()),
-        _ => Err(Error::sys("pidfd_send_signal(SIGKILL)", Errno::last())),
-    }
 }
 
 #[cfg(test)]

@@ -27,14 +27,17 @@
 //!
 //! # The library, in reading order
 //! It holds the mechanisms the scenarios share, named for what they ask of the kernel. The
-//! six core scenarios and the `clone3` pair need only the first five modules:
-//! 1. [`process`]: start a child ([`fork_child`](process::fork_child),
+//! six core scenarios and the `clone3` pair need only the first five modules, listed from the
+//! bottom up: each uses only modules listed before it.
+//! 1. [`sync`]: the parent/child handshake with signals blocked before `clone`.
+//! 2. [`memory`]: memory that is paid for when touched, so a child pays before its move; the
+//!    [`ChildStack`](memory::ChildStack) a `clone` child runs on.
+//! 3. [`process`]: start a child ([`fork_child`](process::fork_child),
 //!    [`clone_child`](process::clone_child), [`vfork_child`](process::vfork_child)) and wait,
-//!    bounded, for its [`Outcome`](process::Outcome); [`child_say!`] for its output.
-//! 2. [`sync`]: the parent/child handshake with signals blocked before `clone`.
-//! 3. [`cgroup`]: one cgroup v2 directory: refuse where it cannot work, create, enable a
+//!    bounded, for its [`Outcome`](process::Outcome), by pid or by pidfd; [`child_say!`] for
+//!    its output.
+//! 4. [`cgroup`]: one cgroup v2 directory: refuse where it cannot work, create, enable a
 //!    controller, write a limit, move a process in, read the kernel's counters, remove.
-//! 4. [`memory`]: memory that is paid for when touched, so a child pays before its move.
 //! 5. [`clone3`]: the `clone3` system call: `CLONE_INTO_CGROUP`, `CLONE_PIDFD`, `set_tid`.
 //!
 //! The lessons around them add three, each a set of system calls that needs `unsafe`:

@@ -6,18 +6,20 @@
 
 use std::fmt;
 use std::io::Write as _;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::sync::{Received, SignalWatch};
+use crate::memory::ChildStack;
+use crate::sync::{Received, SignalWatch, INTERRUPTIONS};
 use crate::Error;
 
 /// The exit status of a child whose code panicked: the panic was caught at the child's
@@ -224,7 +226,7 @@ impl Child {
         on_other: impl FnMut(Received),
     ) -> Result<Ended, Error> {
         let result = match &self.pidfd {
-            Some(pidfd) => crate::clone3::wait_pidfd(pidfd, self.pid, timeout),
+            Some(pidfd) => wait_pidfd(pidfd, self.pid, timeout),
             None => wait_for(self.pid, watch, timeout, on_other),
         };
         if !matches!(result, Err(Error::Sys { .. })) {
@@ -243,7 +245,7 @@ impl Child {
     pub fn kill_and_reap(&mut self) -> Result<Ended, Error> {
         let ended = match &self.pidfd {
             Some(pidfd) => {
-                crate::clone3::pidfd_kill(pidfd)?;
+                pidfd_kill(pidfd)?;
                 reap_pidfd(pidfd)?
             }
             None => kill_and_reap(self.pid)?,
@@ -277,6 +279,76 @@ pub(crate) fn reap_pidfd(pidfd: &OwnedFd) -> Result<Ended, Error> {
     Ended::from_status(status).ok_or_else(|| Error::Failed(format!("waitid returned {status:?}")))
 }
 
+/// Waits for the child behind `pidfd` to end, for at most `timeout`, then reaps it with
+/// `waitid(P_PIDFD)`, which can only take this child.
+///
+/// `poll` watches two descriptors: the pidfd, readable once the child has ended, and a
+/// signalfd for SIGINT, SIGTERM and SIGHUP (which must be blocked, as
+/// [`SignalWatch`](crate::sync::SignalWatch) does). An interruption or the deadline kills the
+/// child through the pidfd (`pidfd_send_signal`), which cannot hit a reused pid.
+pub(crate) fn wait_pidfd(pidfd: &OwnedFd, pid: Pid, timeout: Duration) -> Result<Ended, Error> {
+    let mut interruptions = SigSet::empty();
+    for signal in INTERRUPTIONS {
+        interruptions.add(signal);
+    }
+    let signals =
+        SignalFd::with_flags(&interruptions, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(|e| Error::sys("signalfd", e))?;
+    let deadline = Instant::now() + timeout;
+    let mut interrupted = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fds = [
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+        ];
+        let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("poll", e)),
+        }
+        if fds[0].any().unwrap_or(false) {
+            break;
+        }
+        if let Ok(Some(info)) = signals.read_signal() {
+            interrupted = Signal::try_from(info.ssi_signo as i32).ok();
+            break;
+        }
+    }
+    let mut ready = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let exited = matches!(poll(&mut ready, PollTimeout::ZERO), Ok(n) if n > 0);
+    if !exited {
+        pidfd_kill(pidfd)?;
+    }
+    let ended = reap_pidfd(pidfd)?;
+    if exited {
+        return Ok(ended);
+    }
+    Err(stopped(pid, ended, interrupted, timeout))
+}
+
+/// `pidfd_send_signal(pidfd, SIGKILL)`: kills exactly the process the pidfd refers to.
+pub(crate) fn pidfd_kill(pidfd: &OwnedFd) -> Result<(), Error> {
+    // SAFETY: a plain system call on a descriptor we own, with no pointers (info is NULL).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    match r {
+        0 => Ok(()),
+        _ if Errno::last() == Errno::ESRCH => Ok(()),
+        _ => Err(Error::sys("pidfd_send_signal(SIGKILL)", Errno::last())),
+    }
+}
+
 /// The wait of [`Child::wait`] for a child without a pidfd.
 fn wait_for(
     child: Pid,
@@ -299,69 +371,6 @@ fn wait_for(
             Some(r) if r.signal == Signal::SIGCHLD => {}
             Some(r) => on_other(r),
         }
-    }
-}
-
-/// The system's page size: the unit in which memory is charged. Children call it, so it
-/// writes nothing: `libc::sysconf` is called directly, because nix's `sysconf` first clears
-/// `errno`, a write to the thread's TLS page. In a child born in a 4 KiB cgroup that write is
-/// a page copied and charged: measured, the clone3 small child then needed 8192 bytes and was
-/// OOM-killed in 4 runs of 5.
-pub fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions; _SC_PAGESIZE cannot fail on Linux.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size).unwrap_or(4096)
-}
-
-/// A stack for a `clone` child: an anonymous mapping with an inaccessible guard page below
-/// it, so that an overflow faults instead of writing over other memory.
-///
-/// Without `CLONE_VM` the child runs on its copy of this mapping; the parent's copy is never
-/// touched, so none of its pages is charged to anyone until the child first writes it.
-pub struct ChildStack {
-    base: NonNull<libc::c_void>,
-    len: usize,
-}
-
-impl ChildStack {
-    /// Maps `size` bytes (rounded up to pages) of stack plus the guard page.
-    pub fn new(size: usize) -> Result<ChildStack, Error> {
-        let page = page_size();
-        let len = size.div_ceil(page) * page + page;
-        // SAFETY: no MAP_FIXED, so nothing is replaced.
-        let base = unsafe {
-            crate::memory::map_anonymous(
-                std::ptr::null_mut(),
-                len,
-                libc::MAP_PRIVATE | libc::MAP_STACK,
-            )
-        }
-        .map_err(|e| Error::sys("mmap(child stack)", e))?;
-        let stack = ChildStack { base, len };
-        crate::memory::guard_page(base.as_ptr() as *mut u8)?;
-        Ok(stack)
-    }
-
-    /// The usable stack (above the guard page), as `clone3` takes it.
-    pub fn area(&mut self) -> crate::memory::StackArea {
-        let page = page_size();
-        crate::memory::StackArea {
-            base: (self.base.as_ptr() as usize + page) as *mut u8,
-            len: self.len - page,
-        }
-    }
-
-    /// The highest address of the stack, 16-byte aligned: where a downward stack starts.
-    fn top(&self) -> *mut libc::c_void {
-        let top = self.base.as_ptr() as usize + self.len;
-        (top & !15) as *mut libc::c_void
-    }
-}
-
-impl Drop for ChildStack {
-    fn drop(&mut self) {
-        // SAFETY: base/len describe exactly the mapping made in new(), unmapped once.
-        unsafe { libc::munmap(self.base.as_ptr(), self.len) };
     }
 }
 

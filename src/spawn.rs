@@ -15,7 +15,8 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use crate::clone3::{clone3_child_on_stack, CloneArgs};
-use crate::process::{clone_child_unchecked, end_child_with, require_single_thread, ChildStack};
+use crate::memory::ChildStack;
+use crate::process::{clone_child_unchecked, end_child_with, require_single_thread};
 use crate::Error;
 
 /// How a [`Spawner`] creates its children.

@@ -19,7 +19,7 @@ use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::unistd::Pid;
 
 use crate::clone3::{CloneArgs, Flags};
-use crate::process::ChildStack;
+use crate::memory::ChildStack;
 use crate::Error;
 
 /// The flags glibc's `pthread_create` passes to `clone3`, which these threads use.

@@ -13,9 +13,8 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 
 use clone_cgroup::clone3::{clone3_child, clone3_child_on_stack, CloneArgs, Flags};
-use clone_cgroup::process::{
-    clone_child, fork_child, reap, vfork_child, ChildStack, Outcome, CHILD_PANICKED,
-};
+use clone_cgroup::memory::ChildStack;
+use clone_cgroup::process::{clone_child, fork_child, reap, vfork_child, Outcome, CHILD_PANICKED};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::unistd::{getpid, pipe};

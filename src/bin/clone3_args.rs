@@ -135,7 +135,7 @@ fn cases(targets: &Targets, pid_max: i32, freed: Pid) -> Vec<Case> {
     let sigchld = || CloneArgs::new(Signal::SIGCHLD);
     let exit_signal = CloneArgs::with_exit_signal;
     let size = CloneArgs::SIZE;
-    let page = clone_cgroup::process::page_size();
+    let page = clone_cgroup::memory::page_size();
     let einval = Fails(Errno::EINVAL);
     let e2big = Fails(Errno::E2BIG);
     let newpid = || sigchld().flags(Flags::NEWPID);

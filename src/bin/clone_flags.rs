@@ -37,7 +37,8 @@ use clone_cgroup::attributes::{
 };
 use clone_cgroup::cgroup;
 use clone_cgroup::clone3::{clone3_child, try_clone3, CloneArgs, Flags};
-use clone_cgroup::process::{clone_child, fork_child, reap, vfork_child, ChildStack, Outcome};
+use clone_cgroup::memory::ChildStack;
+use clone_cgroup::process::{clone_child, fork_child, reap, vfork_child, Outcome};
 use clone_cgroup::sync::{send, wait_signal, SignalWatch};
 use clone_cgroup::Error;
 use nix::errno::Errno;

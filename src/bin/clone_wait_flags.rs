@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 mod cli;
 
 use cli::{no_options, Scenario, Summary, Verdict};
-use clone_cgroup::process::{clone_child, fork_child, Child, ChildStack};
+use clone_cgroup::memory::ChildStack;
+use clone_cgroup::process::{clone_child, fork_child, Child};
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::child_say;
-use clone_cgroup::process::{clone_child, describe_status, Child, ChildStack, Outcome};
+use clone_cgroup::memory::ChildStack;
+use clone_cgroup::process::{clone_child, describe_status, Child, Outcome};
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;
