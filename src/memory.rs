@@ -280,6 +280,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_largest_buffer_beside_a_stack_fits_and_one_byte_more_does_not() {
+        let largest = largest_buffer_beside_stack(64 << 10);
+        assert!(Reservation::with_shared_stack(largest, 64 << 10).is_ok());
+        assert!(Reservation::with_shared_stack(largest + 1, 64 << 10).is_err());
+        // The README's figure for the clone3 pair, with 4 KiB pages: 2 MiB less the
+        // page-table page, the guard page and the 64 KiB stack.
+        if page_size() == 4096 {
+            assert_eq!(largest, 1976 << 10);
+        }
+    }
+
+    #[test]
     fn reservation_rounds_to_pages_and_touches_what_is_asked() {
         let page = page_size();
         let mut r = Reservation::new(3000).unwrap();

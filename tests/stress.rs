@@ -59,9 +59,7 @@ fn every_memory_scenario_many_times_in_one_boot() {
             *tally.entry(key).or_default() += 1;
             // The delayed pair may lose its bet on timing when eight runs share the CPUs; it
             // must say so (lost_its_bet_and_said_so fails the test on a run that does not).
-            let honestly_lost = name.starts_with("clone_waitpid_cgroup_memory")
-                && lost_its_bet_and_said_so(run, &summary);
-            if honestly_lost {
+            if lost_its_bet_and_said_so(run, &summary) {
                 lost_bets += 1;
             } else if run.code != 0 || summary.verdict != Verdict::AsClaimed {
                 unexpected.push(format!("{name} run {i}: {run}{}", kernel_log_of(run)));

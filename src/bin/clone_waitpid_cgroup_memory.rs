@@ -93,18 +93,16 @@ fn judge_bet(moved: &Move, delay: Duration, evidence: &MemoryEvidence) -> (bool,
         evidence.peak.map(|peak| (peak > 0, format!("memory.peak {peak}")))
     };
     match kernel {
-        Some((true, seen)) => {
-            let and = if in_time { "and" } else { "but" };
-            (
-                true,
-                format!(
-                    "{clock}, {and} the kernel charged the child's writes in the cgroup ({seen})"
-                ),
-            )
-        }
-        Some((false, seen)) => {
-            let and = if in_time { "but" } else { "and" };
-            (false, format!("{clock}, {and} the kernel charged nothing in the cgroup ({seen}): the writes came first"))
+        Some((won, seen)) => {
+            // "and" where clock and kernel agree, "but" where they do not.
+            let joint = if won == in_time { "and" } else { "but" };
+            let what = if won {
+                "charged the child's writes in the cgroup".to_string()
+            } else {
+                format!("charged nothing in the cgroup ({seen}): the writes came first")
+            };
+            let seen = if won { format!(" ({seen})") } else { String::new() };
+            (won, format!("{clock}, {joint} the kernel {what}{seen}"))
         }
         None => {
             (in_time, format!("{clock} (judged by the clock: this kernel keeps no memory.peak)"))
@@ -228,4 +226,55 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
         .field("placement", "delayed")
         .field("clone_to_cgroup_us", in_cgroup.map_or("none".into(), |d| d.as_micros().to_string()))
         .field("bet", if bet_won { "won" } else { "lost" }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clone_cgroup::cgroup::MemoryEvents;
+    use clone_cgroup::process::{Ended, Outcome};
+    use nix::sys::wait::WaitStatus;
+
+    fn evidence(oom_kill: u64, peak: Option<u64>) -> MemoryEvidence {
+        let status = WaitStatus::Exited(Pid::from_raw(2), 0);
+        MemoryEvidence {
+            ended: Ended { status, outcome: Outcome::Exited(0) },
+            events: MemoryEvents { max: 0, oom: 0, oom_kill },
+            peak,
+            still_charged: String::new(),
+        }
+    }
+
+    fn judge(state: char, ms: u64, oom_kill: u64, peak: Option<u64>) -> (bool, String) {
+        let moved = Move { state, done_after: Duration::from_millis(ms) };
+        judge_bet(&moved, Duration::from_millis(200), &evidence(oom_kill, peak))
+    }
+
+    #[test]
+    fn the_kernels_evidence_decides_and_a_disagreeing_clock_is_said() {
+        let (won, why) = judge('S', 120, 0, Some(4096));
+        assert!(won, "{why}");
+        assert!(why.contains("before the 200 ms sleep could end, and the kernel charged"), "{why}");
+        // Late by the clock, but the page was charged in the cgroup: won, and says "but".
+        let (won, why) = judge('S', 240, 0, Some(4096));
+        assert!(won, "{why}");
+        assert!(why.contains("could have ended, but the kernel charged the child's writes"));
+        let (won, why) = judge('S', 240, 1, Some(4096));
+        assert!(won && why.ends_with("(oom_kill 1)"), "{why}");
+        // In time by the clock, yet nothing charged: lost, and says "but".
+        let (won, why) = judge('S', 120, 0, Some(0));
+        assert!(!won, "{why}");
+        assert!(why.contains("but the kernel charged nothing in the cgroup (memory.peak 0)"));
+        let (won, why) = judge('S', 240, 0, Some(0));
+        assert!(!won && why.contains(", and the kernel charged nothing"), "{why}");
+    }
+
+    #[test]
+    fn without_memory_peak_the_clock_decides_and_a_busy_child_loses() {
+        assert!(judge('S', 120, 0, None).0);
+        let (won, why) = judge('S', 240, 0, None);
+        assert!(!won && why.contains("judged by the clock"), "{why}");
+        let (won, why) = judge('R', 120, 0, Some(4096));
+        assert!(!won && why.contains("state R, not asleep"), "{why}");
+    }
 }

@@ -428,6 +428,9 @@ pub fn repeat_memory_scenario(
         }
         assert_eq!(run.code, 0, "{name} run {i}: {run}");
         assert_eq!(summary.verdict, Verdict::AsClaimed, "{name} run {i}: {run}");
+        if summary.get("bet") == Some("won") {
+            assert!(run.stdout.contains("8. the delay won its bet: "), "{name} run {i}: {run}");
+        }
         check(run, &summary);
         *peaks.entry(summary.get("peak").unwrap_or("?").to_string()).or_default() += 1;
     }
