@@ -47,8 +47,8 @@
 //! 8. `thread` (x86-64): a thread built by hand with `clone3`, and why its code may touch no
 //!    thread-local variable.
 //!
-//! The command line the binaries share (options, `--help`, the summary line each run ends
-//! with) is not part of the library: it is `src/bin/shared/cli.rs`, which each binary includes.
+//! And one that is not a mechanism at all: [`cli`], the command line every binary shares
+//! (options, `--help`, exit statuses, the summary line each run ends with).
 //!
 //! # The rule for code in a child
 //! From its creation to its end, a child runs only what is safe in a signal handler: system
@@ -80,6 +80,7 @@ use nix::sys::signal::Signal;
 
 pub mod attributes;
 pub mod cgroup;
+pub mod cli;
 pub mod clone3;
 pub mod memory;
 pub mod process;

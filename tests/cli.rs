@@ -1,17 +1,15 @@
-//! The command line the binaries share (src/bin/shared/cli.rs), tested once here rather than
-//! in each binary that includes it.
+//! The command line the binaries share (`clone_cgroup::cli`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clone_cgroup::Error;
 
-#[path = "../src/bin/shared/cli.rs"]
-#[allow(dead_code)]
-mod cli;
 mod common;
 
-use cli::{for_each_option, parse_bytes, MemoryOptions, Scenario, MEMORY_OPTIONS_HELP};
+use clone_cgroup::cli::{
+    self, for_each_option, parse_bytes, MemoryOptions, Scenario, MEMORY_OPTIONS_HELP,
+};
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()

@@ -18,13 +18,9 @@
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-mod cli;
-
-use cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::cgroup::{self, parse_flat_keyed, Cgroup};
 use clone_cgroup::child_say;
+use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
 use clone_cgroup::process::{die_with_parent, fork_child, kill_and_reap, Child};
 use clone_cgroup::sync::{self, wait_signal, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};

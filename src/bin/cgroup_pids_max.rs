@@ -9,17 +9,15 @@
 //! manager to end them. The manager's exit status is the number of tasks it saw at the peak.
 //! Expect `fork #N failed: EAGAIN`, `pids.current = N`, `pids.events: max 1`, exit status 0.
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-mod cli;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use cli::{for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict};
 use clone_cgroup::cgroup::{self, parse_flat_keyed};
 use clone_cgroup::child_say;
+use clone_cgroup::cli::{
+    for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict,
+};
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
 use clone_cgroup::process::{die_with_parent, fork_child, kill_and_reap, Outcome};
 use clone_cgroup::sync::{self, wait_signal, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};

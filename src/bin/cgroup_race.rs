@@ -1,14 +1,13 @@
 //! cgroup_race: how often the delayed placement loses its bet on timing, beside the
 //! signal-synced and clone3 placements, which do not bet; and what a move into a cgroup costs.
 //!
-//! Usage: `cargo sudo-run --release --bin cgroup_race -- [--runs R] [--delays MS,...] [--rows LIST]`
+//! Usage: `cargo build --release --bins && cargo sudo-run --release --bin cgroup_race -- [OPTIONS]`
 //!
 //! It runs the memory scenarios many times in a memory.max=4096 cgroup: the delayed pair at
 //! each delay (default 0, 1, 2, 5, 10, 20, 50 and 100 ms; the parent moves the child at half
 //! the delay), and the signal-synced and clone3 pairs, R times each (default 20). Each run is
-//! a process of its own: this program, started again with `--run PLACEMENT`, telling the
-//! scenario's own story (the story files are part of this program), so it needs no other
-//! binary. For every row it prints how often the run ended as claimed (the small child
+//! the scenario's own binary, built beside this one (`cargo build --release --bins` builds
+//! them all), telling its own story. For every row it prints how often the run ended as claimed (the small child
 //! survived inside the limit; the big child was killed by the OOM killer) and the median time
 //! from clone to the child being inside the cgroup.
 //!
@@ -23,35 +22,18 @@
 //! stops it within the run under way: that run cleans up its own cgroup, the mount options are
 //! put back, and it ends with a `verdict=interrupted` summary and exit status 128 + the signal.
 
-// The three stories are programs of their own, each with its own copy of the shared
-// command line; holding them all, this one loads that file more than once.
-#![allow(clippy::duplicate_mod)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-mod cli;
-
-use cli::{for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict};
 use clone_cgroup::cgroup::Cgroup2Mount;
+use clone_cgroup::cli::{
+    for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict,
+};
 use clone_cgroup::sync::{send, SignalWatch};
 use clone_cgroup::Error;
 use nix::mount::{mount, MsFlags};
 use nix::unistd::Pid;
-
-// The three stories, told here in processes of their own (`--run`).
-#[allow(dead_code)]
-#[path = "clone3_into_cgroup_memory.rs"]
-mod clone3;
-#[allow(dead_code)]
-#[path = "clone_waitpid_cgroup_memory.rs"]
-mod delayed;
-#[allow(dead_code)]
-#[path = "clone_wait_signal_cgroup_memory.rs"]
-mod signal_synced;
 
 const SCENARIO: Scenario = Scenario {
     name: "cgroup_race",
@@ -71,35 +53,24 @@ const SCENARIO: Scenario = Scenario {
 /// The rows `--rows` may name, in the order they are measured.
 const ROWS: [&str; 4] = ["delayed", "signal-synced", "favordynmods", "clone3"];
 
-/// One run of a placement, for `--run PLACEMENT`: `delayed`, `signal` or `clone3`, with
-/// `_fail` for the big child. Prints the story's transcript and summary line, as its own
-/// binary would.
-fn run_one(placement: &str, args: &[String]) -> ExitCode {
-    let fail = placement.ends_with("_fail");
-    let result = match placement.trim_end_matches("_fail") {
-        "delayed" => {
-            use delayed::cli::Claim;
-            let claim = if fail { Claim::KilledByKernel } else { Claim::Survives };
-            delayed::run(placement, claim, args).map(|summary| summary.to_string())
-        }
-        "signal" => {
-            use signal_synced::cli::Claim;
-            let claim = if fail { Claim::KilledByKernel } else { Claim::Survives };
-            signal_synced::run(placement, claim, args).map(|summary| summary.to_string())
-        }
-        "clone3" => {
-            use clone3::cli::Claim;
-            let claim = if fail { Claim::KilledByKernel } else { Claim::Survives };
-            clone3::run(placement, claim, args).map(|summary| summary.to_string())
-        }
-        other => Err(Error::Usage(format!("--run {other:?}: not a placement"))),
-    };
-    match result {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => cli::report_error(placement, &e),
+/// The stories measured: each placement's binary; its `_fail` twin runs the big child.
+const DELAYED: &str = "clone_waitpid_cgroup_memory";
+const SIGNAL_SYNCED: &str = "clone_wait_signal_cgroup_memory";
+const CLONE3: &str = "clone3_into_cgroup_memory";
+
+/// The binary `name`, built beside this one (cargo puts every binary of the crate in one
+/// directory).
+fn sibling(name: &str) -> Result<PathBuf, Error> {
+    let me = std::env::current_exe().map_err(|e| Error::io("failed to find this program", e))?;
+    let path = me.with_file_name(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::cannot_run(format!(
+            "{name} is not built beside {}: build every binary first (`cargo build --release \
+             --bins`, without --release for a debug build)",
+            me.display()
+        )))
     }
 }
 
@@ -111,13 +82,13 @@ struct Tally {
     times: Vec<u64>,
 }
 
-/// Runs `placement` (this program with `--run`) `runs` times with `args`. A run that cannot
-/// run at all stops everything, with its reason; so does an interruption (see [`run_once`]).
-fn tally(watch: &SignalWatch, placement: &str, args: &[&str], runs: usize) -> Result<Tally, Error> {
-    let me = std::env::current_exe().map_err(|e| Error::io("failed to find this program", e))?;
+/// Runs the binary `story` `runs` times with `args`. A run that cannot run at all stops
+/// everything, with its reason; so does an interruption (see [`run_once`]).
+fn tally(watch: &SignalWatch, story: &str, args: &[&str], runs: usize) -> Result<Tally, Error> {
+    let path = sibling(story)?;
     let mut tally = Tally { matched: 0, runs, times: Vec::with_capacity(runs) };
     for _ in 0..runs {
-        let output = run_once(watch, &me, placement, args)?;
+        let output = run_once(watch, &path, args)?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let last = stdout.lines().last().unwrap_or("");
         let field = |key: &str| {
@@ -134,11 +105,11 @@ fn tally(watch: &SignalWatch, placement: &str, args: &[&str], runs: usize) -> Re
             }
             // A signal that reached the run but not this program: someone else's.
             Some("interrupted") => {
-                return Err(Error::Failed(format!("--run {placement} was stopped: {said}")))
+                return Err(Error::Failed(format!("{story} was stopped: {said}")))
             }
             _ => {
                 return Err(Error::Failed(format!(
-                    "--run {placement} printed no summary ({}): {last}",
+                    "{story} printed no summary ({}): {last}",
                     output.status
                 )))
             }
@@ -151,24 +122,17 @@ fn tally(watch: &SignalWatch, placement: &str, args: &[&str], runs: usize) -> Re
     Ok(tally)
 }
 
-/// One run of `placement`: `me --run PLACEMENT ARGS`, to its end, with its output.
+/// One run of the story at `path`, with `args`, to its end, with its output.
 ///
 /// The interruptions are blocked in this program (`watch`), so they wait until this loop takes
 /// them. One that comes meanwhile is passed on to the run, unless it reached the run already (Ctrl-C
 /// goes to the whole process group): the run then cleans up its own child and cgroup and
 /// exits, and the interruption ends this program too. The run's output stays in its pipes
 /// until it has ended; a run prints a few lines, far less than a pipe holds (64 KiB).
-fn run_once(
-    watch: &SignalWatch,
-    me: &Path,
-    placement: &str,
-    args: &[&str],
-) -> Result<Output, Error> {
-    let failed = |e| Error::io(&format!("failed to run {} --run {placement}", me.display()), e);
+fn run_once(watch: &SignalWatch, path: &Path, args: &[&str]) -> Result<Output, Error> {
+    let failed = |e| Error::io(&format!("failed to run {}", path.display()), e);
     // Its signal mask starts empty (std resets it): the run blocks what it needs itself.
-    let mut run = Command::new(me)
-        .arg("--run")
-        .arg(placement)
+    let mut run = Command::new(path)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -195,7 +159,7 @@ fn run_once(
             // pass on; its "interrupted" line is not.
             let stderr = String::from_utf8_lossy(&output.stderr);
             for line in stderr.lines().filter(|l| !l.contains(": interrupted by ")) {
-                eprintln!("cgroup_race: --run {placement}: {line}");
+                eprintln!("cgroup_race: {}: {line}", path.display());
             }
             Err(Error::Interrupted(signal))
         }
@@ -320,7 +284,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let watch = SignalWatch::install()?;
     // The first run refuses, with the scenario's own reason, where this machine cannot run
     // them; nothing is printed before it.
-    let first = tally(&watch, "clone3", &parent_args, 1)?;
+    let first = tally(&watch, CLONE3, &parent_args, 1)?;
 
     println!("cgroup_race: {runs} runs per row and child, memory.max = 4096");
     println!();
@@ -335,21 +299,21 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         println!("{placement:<28} {delay:>8}  {s:>16}  {b:>16}  {time:>20}");
     };
     // Both children of a placement, `runs` times each.
-    let pair = |placement: &str, args: &[&str]| -> Result<(Tally, Tally), Error> {
+    let pair = |story: &str, args: &[&str]| -> Result<(Tally, Tally), Error> {
         let args = [args, &parent_args].concat();
-        let small = tally(&watch, placement, &args, runs)?;
-        Ok((small, tally(&watch, &format!("{placement}_fail"), &args, runs)?))
+        let small = tally(&watch, story, &args, runs)?;
+        Ok((small, tally(&watch, &format!("{story}_fail"), &args, runs)?))
     };
     let mut rows = 0;
     for &delay in delays.iter().filter(|_| asked("delayed")) {
         let delay_arg = delay.to_string();
-        let (small, big) = pair("delayed", &["--delay", delay_arg.as_str()])?;
+        let (small, big) = pair(DELAYED, &["--delay", delay_arg.as_str()])?;
         row("delayed", &format!("{delay} ms"), &small, &big, median(&small, &big));
         rows += 1;
     }
     let mut synced_all_matched = first.matched == 1;
     if asked("signal-synced") {
-        let (small, big) = pair("signal", &[])?;
+        let (small, big) = pair(SIGNAL_SYNCED, &[])?;
         synced_all_matched &= small.matched == runs && big.matched == runs;
         row("signal-synced", "-", &small, &big, median(&small, &big));
         rows += 1;
@@ -361,7 +325,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         "not-asked"
     } else if kernel_knows("favordynmods") {
         let remounted = Favordynmods::remount(&Cgroup2Mount::find()?)?;
-        let (small, big) = pair("signal", &[])?;
+        let (small, big) = pair(SIGNAL_SYNCED, &[])?;
         remounted.put_back()?;
         synced_all_matched &= small.matched == runs && big.matched == runs;
         row("favordynmods, signal-synced", "-", &small, &big, median(&small, &big));
@@ -371,7 +335,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         "not-offered"
     };
     if asked("clone3") {
-        let (small, big) = pair("clone3", &[])?;
+        let (small, big) = pair(CLONE3, &[])?;
         synced_all_matched &= small.matched == runs && big.matched == runs;
         row("clone3", "-", &small, &big, "0 (born there)".into());
         rows += 1;
@@ -390,11 +354,5 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 }
 
 fn main() -> ExitCode {
-    // `--run PLACEMENT ...`: one run, as this program starts it for every row.
-    let args: Vec<String> =
-        std::env::args_os().skip(1).filter_map(|a| a.into_string().ok()).collect();
-    if args.len() >= 2 && args[0] == "--run" {
-        return run_one(&args[1], &args[2..]);
-    }
     SCENARIO.main(run)
 }

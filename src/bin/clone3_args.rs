@@ -17,12 +17,8 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::ExitCode;
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-mod cli;
-
-use cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::cgroup::{self, Cgroup};
+use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{not_offered, try_clone3, CloneArgs, Flags};
 use clone_cgroup::process::{fork_child, reap, Outcome};
 use clone_cgroup::sync::SignalWatch;

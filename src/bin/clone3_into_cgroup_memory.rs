@@ -12,17 +12,13 @@
 //! status 0. This file is also the story of clone3_into_cgroup_memory_fail, whose child
 //! writes 1 MiB.
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-pub(crate) mod cli;
-
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
 use clone_cgroup::cgroup;
 use clone_cgroup::child_say;
+use clone_cgroup::cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
 use clone_cgroup::clone3::{clone3_child_on_stack, not_offered, CloneArgs, Flags};
 use clone_cgroup::memory::{self, pages_word, Reservation};
 use clone_cgroup::process::describe_status;
@@ -32,7 +28,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::{getpid, Pid};
 
-const SCENARIO: Scenario = Scenario {
+pub const SCENARIO: Scenario = Scenario {
     name: "clone3_into_cgroup_memory",
     about: "clone3 starts the child inside a cgroup with memory.max=4096 (CLONE_INTO_CGROUP);\n\
             the child writes 3000 bytes and exits 0; the parent waits on its pidfd.",
@@ -52,7 +48,8 @@ fn cgroup_of(pid: Pid) -> Result<String, Error> {
     Ok(text.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("?").to_string())
 }
 
-fn main() -> ExitCode {
+// `pub`, like SCENARIO: clone3_into_cgroup_memory_fail holds this file as its module `story`.
+pub fn main() -> ExitCode {
     SCENARIO.main(|args| run(SCENARIO.name, Claim::Survives, args))
 }
 

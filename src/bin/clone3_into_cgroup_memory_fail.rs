@@ -11,12 +11,11 @@
 
 use std::process::ExitCode;
 
-use story::cli::{Claim, Scenario, MEMORY_OPTIONS_HELP};
+use clone_cgroup::cli::{Claim, Scenario, MEMORY_OPTIONS_HELP};
 
-// The story, shared: its own `main` and `SCENARIO` are the small child's, unused here.
-#[allow(dead_code)]
+// The story, shared. `pub`, so that what only the small child's `main` uses is not dead here.
 #[path = "clone3_into_cgroup_memory.rs"]
-mod story;
+pub mod story;
 
 const SCENARIO: Scenario = Scenario {
     name: "clone3_into_cgroup_memory_fail",

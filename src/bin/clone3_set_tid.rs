@@ -11,17 +11,15 @@
 //! shows the kernel's EEXIST. Expect `NSpid: N 1`, `EEXIST`, exit status 0. Needs
 //! CAP_SYS_ADMIN (root) and Linux 5.5.
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-mod cli;
-
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use cli::{for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict};
 use clone_cgroup::child_say;
+use clone_cgroup::cli::{
+    for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict,
+};
 use clone_cgroup::clone3::{clone3_child, not_offered, CloneArgs, Flags};
 use clone_cgroup::process::Outcome;
 use clone_cgroup::sync::SignalWatch;

@@ -21,21 +21,17 @@
 //! machine cannot show says why instead. The idea of the first rows is demo_clone in The Linux
 //! Programming Interface (chapter 28).
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-mod cli;
-
 use std::fs::File;
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::attributes::{
     disposition, io_priority, set_disposition, set_io_priority, Disposition, SysvSemaphore,
 };
 use clone_cgroup::cgroup;
+use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{clone3_child, try_clone3, CloneArgs, Flags};
 use clone_cgroup::memory::ChildStack;
 use clone_cgroup::process::{clone_child, fork_child, reap, vfork_child, Outcome};

@@ -16,11 +16,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-mod cli;
-
-use cli::{no_options, Scenario, Summary, Verdict};
+use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::Flags;
 use clone_cgroup::sync::wait_signal;
 use clone_cgroup::Error;

@@ -14,11 +14,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-mod cli;
-
-use cli::{no_options, Scenario, Summary, Verdict};
+use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::memory::ChildStack;
 use clone_cgroup::process::{clone_child, fork_child, Child};
 use clone_cgroup::sync::SignalWatch;

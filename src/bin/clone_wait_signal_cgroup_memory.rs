@@ -16,16 +16,12 @@
 //! This file is also the story of clone_wait_signal_cgroup_memory_fail, whose child writes
 //! 1 MiB.
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-pub(crate) mod cli;
-
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
 use clone_cgroup::cgroup;
 use clone_cgroup::child_say;
+use clone_cgroup::cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
 use clone_cgroup::memory::{self, pages_word, ChildStack, MOVED_CHILD_STACK_SIZE};
 use clone_cgroup::process::{clone_child, describe_status, die_with_parent, Child};
 use clone_cgroup::sync::{self, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
@@ -34,7 +30,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::getpid;
 
-const SCENARIO: Scenario = Scenario {
+pub const SCENARIO: Scenario = Scenario {
     name: "clone_wait_signal_cgroup_memory",
     about:
         "A child waits, with SIGUSR1 blocked since before clone, until the parent has moved it\n\
@@ -46,7 +42,8 @@ const SCENARIO: Scenario = Scenario {
 /// why): BSD's EX_SOFTWARE.
 const CHILD_SETUP_FAILED: i32 = 70;
 
-fn main() -> ExitCode {
+// `pub`, like SCENARIO: clone_wait_signal_cgroup_memory_fail holds this file as its module `story`.
+pub fn main() -> ExitCode {
     SCENARIO.main(|args| run(SCENARIO.name, Claim::Survives, args))
 }
 

@@ -12,15 +12,11 @@
 //! hostname before and after: unchanged. Then `waitpid: Exited(Pid(N), 0)`, exit status 0.
 //! Where user namespaces are restricted, exit status 2 and the sysctl to look at.
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-mod cli;
-
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::child_say;
+use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::memory::ChildStack;
 use clone_cgroup::process::{clone_child, describe_status, Child, Outcome};
 use clone_cgroup::sync::SignalWatch;

@@ -19,16 +19,12 @@
 //! clone_wait_signal_cgroup_memory removes the bet. This file is also the story of
 //! clone_waitpid_cgroup_memory_fail, whose child writes 1 MiB.
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-pub(crate) mod cli;
-
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
 use clone_cgroup::cgroup::{self, MemoryEvidence};
 use clone_cgroup::child_say;
+use clone_cgroup::cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
 use clone_cgroup::memory::{self, pages_word, ChildStack, MOVED_CHILD_STACK_SIZE};
 use clone_cgroup::process::{clone_child, describe_status, die_with_parent, Child};
 use clone_cgroup::sync::SignalWatch;
@@ -37,7 +33,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::unistd::{getpid, Pid};
 
-const SCENARIO: Scenario = Scenario {
+pub const SCENARIO: Scenario = Scenario {
     name: "clone_waitpid_cgroup_memory",
     about: "A child parks in a sleep; the parent moves it into a cgroup with memory.max=4096;\n\
             the child then writes 3000 bytes of new memory and exits 0.",
@@ -50,7 +46,8 @@ const DEFAULT_DELAY: Duration = Duration::from_millis(200);
 /// The exit status of a child whose own setup failed (it says why): BSD's EX_SOFTWARE.
 const CHILD_SETUP_FAILED: i32 = 70;
 
-fn main() -> ExitCode {
+// `pub`, like SCENARIO: clone_waitpid_cgroup_memory_fail holds this file as its module `story`.
+pub fn main() -> ExitCode {
     SCENARIO.main(|args| run(SCENARIO.name, Claim::Survives, args))
 }
 

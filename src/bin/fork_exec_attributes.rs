@@ -24,12 +24,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::ExitCode;
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-mod cli;
-
-use cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::attributes::{alternate_stack, set_disposition, set_nice, Disposition};
+use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::memory::Reservation;
 use clone_cgroup::process::{fork_child, reap, Outcome};
 use clone_cgroup::spawn::PreparedExec;

@@ -10,14 +10,10 @@
 //! status as nix shows it, `Exited(Pid(N), 42)`, and what the `W*` macros of waitpid(2) say
 //! about it; the zombie is gone. Exit status 0 when the child's status is 42.
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-mod cli;
-
 use std::process::ExitCode;
 
-use cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::child_say;
+use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::process::{describe_status, fork_child, Outcome};
 use clone_cgroup::Error;
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag};

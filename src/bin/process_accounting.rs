@@ -14,16 +14,12 @@
 //! machine that already runs accounting (psacct, acct), this program would redirect it, so it
 //! refuses unless given --force; restart that accounting afterwards (`accton FILE`).
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-mod cli;
-
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use cli::{for_each_option, unknown_option, Scenario, Summary, Verdict};
+use clone_cgroup::cli::{for_each_option, unknown_option, Scenario, Summary, Verdict};
 use clone_cgroup::process::{fork_child, Child, Ended};
 use clone_cgroup::spawn::PreparedExec;
 use clone_cgroup::sync::{self, wait_signal, SignalWatch, CHILD_TO_PARENT};

@@ -15,14 +15,12 @@
 //! SIGTERM or SIGHUP stops it within a few children, in the middle of a row (every child is
 //! reaped before the next is made), with its summary line and exit status 128 + the signal.
 
-#[path = "shared/cli.rs"]
-#[allow(dead_code)] // each binary uses a part of the shared command line
-mod cli;
-
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use cli::{for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict};
+use clone_cgroup::cli::{
+    for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict,
+};
 use clone_cgroup::spawn::{How, Spawner};
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;

@@ -1,8 +1,8 @@
 //! The command line every binary shares: options, `--help`, `--version`, exit statuses, what
 //! a memory scenario claims, and the one-line summary each run ends with.
 //!
-//! It is plumbing of the binaries, not a mechanism of the library, so it lives here and each
-//! binary includes it (`#[path = "shared/cli.rs"] mod cli;`); a binary uses only part of it.
+//! It is the binaries' plumbing, not a mechanism: a reader following a story can skip it, and
+//! the library's line count leaves it out, like the lesson-only modules.
 //!
 //! The summary is the last line on standard output, one `key=value` pair per field, values
 //! without spaces, so tests and scripts can parse it:
@@ -19,10 +19,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clone_cgroup::cgroup::{MemoryEvents, MemoryEvidence};
-use clone_cgroup::process::Outcome;
-use clone_cgroup::sync;
-use clone_cgroup::Error;
+use crate::cgroup::{MemoryEvents, MemoryEvidence};
+use crate::process::Outcome;
+use crate::sync;
+use crate::Error;
 use nix::sys::signal::Signal;
 
 /// The exit statuses, as `--help` and the README print them.
