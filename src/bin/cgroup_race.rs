@@ -66,10 +66,11 @@ fn sibling(name: &str) -> Result<PathBuf, Error> {
     if path.is_file() {
         Ok(path)
     } else {
+        let dir = path.parent().unwrap_or(Path::new("."));
         Err(Error::cannot_run(format!(
-            "{name} is not built beside {}: build every binary first (`cargo build --release \
-             --bins`, without --release for a debug build)",
-            me.display()
+            "{name} is not built in {}: build every binary first, `cargo build --bins` (add \
+             --release for a release build)",
+            dir.display()
         )))
     }
 }
