@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use clone_cgroup::child_say;
-use clone_cgroup::process::{describe_status, fork_child, Child, Outcome};
+use clone_cgroup::process::{describe_status, fork_child, Outcome};
 use clone_cgroup::sync::SignalWatch;
 use nix::unistd::getpid;
 
@@ -14,12 +14,11 @@ fn main() -> Result<(), clone_cgroup::Error> {
     // Blocked before the child exists, so that its SIGCHLD cannot be missed.
     let watch = SignalWatch::install()?;
     // The child keeps the rule for child code: child_say! formats on the stack and writes once.
-    let pid = fork_child(|| {
+    // A Child kills and reaps on drop, should anything below fail.
+    let mut child = fork_child(|| {
         child_say!("child[{}]: exiting with status 7", getpid());
         7
     })?;
-    // A Child kills and reaps on drop, should anything below fail.
-    let mut child = Child::adopt(pid);
     let ended = child.wait(&watch, Duration::from_secs(5), |_| {})?;
     println!(
         "parent: {:?}, that is {}: {}",

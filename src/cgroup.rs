@@ -324,14 +324,16 @@ impl Cgroup {
 
     /// Sets `memory.max` to `limit` bytes and, where swap is accounted, `memory.swap.max` to 0:
     /// with swap the kernel would push the child's pages out instead of killing it. Returns
-    /// whether it wrote `memory.swap.max`.
-    pub fn limit_memory(&self, limit: u64) -> Result<bool, Error> {
+    /// what the files hold now, read back: `memory.max = 4096`, and `, memory.swap.max = 0`
+    /// where it wrote that too.
+    pub fn limit_memory(&self, limit: u64) -> Result<String, Error> {
         self.write("memory.max", &limit.to_string())?;
-        let swap = self.has_file("memory.swap.max");
-        if swap {
+        let mut limits = format!("memory.max = {}", self.read("memory.max")?.trim());
+        if self.has_file("memory.swap.max") {
             self.write("memory.swap.max", "0")?;
+            limits += &format!(", memory.swap.max = {}", self.read("memory.swap.max")?.trim());
         }
-        Ok(swap)
+        Ok(limits)
     }
 
     /// What is still charged to the cgroup, as `memory.current` and the non-zero counters
@@ -393,12 +395,15 @@ impl Cgroup {
         })
     }
 
-    /// Removes the cgroup now if this program created it (reap its processes first); the
-    /// error says why not.
-    pub fn remove(mut self) -> Result<(), Error> {
+    /// Removes the cgroup now if this program created it (reap its processes first), and
+    /// returns its path then; `None` for a cgroup it did not create, which it leaves as it
+    /// found it. The error says why it could not.
+    pub fn remove(mut self) -> Result<Option<PathBuf>, Error> {
+        let owned = self.owned;
         let result = self.remove_dir();
         self.owned = false;
-        result
+        result?;
+        Ok(owned.then(|| self.path.clone()))
     }
 
     /// `rmdir`, as the kernel's cgroup selftests do it (`cg_destroy`): a cgroup that still

@@ -326,7 +326,7 @@ pub fn try_clone3(args: &CloneArgs) -> Result<Result<Ended, Errno>, Error> {
     // SAFETY: one thread (checked); no flag that shares memory or writes through a pointer, and
     // no stack: the child is a copy of us that ends at once (VFORK only suspends us meanwhile).
     match unsafe { clone3_child_unchecked(args, || 0) } {
-        Ok(child) => Ok(Ok(crate::process::reap(child.into_pid())?)),
+        Ok(mut child) => Ok(Ok(child.reap()?)),
         Err(Error::Sys { errno, .. }) => Ok(Err(errno)),
         Err(e) => Err(e),
     }

@@ -33,9 +33,10 @@
 //! 2. [`memory`]: memory that is paid for when touched, so a child pays before its move; the
 //!    [`ChildStack`](memory::ChildStack) a `clone` child runs on.
 //! 3. [`process`]: start a child ([`fork_child`](process::fork_child),
-//!    [`clone_child`](process::clone_child), [`vfork_child`](process::vfork_child)) and wait,
-//!    bounded, for its [`Outcome`](process::Outcome), by pid or by pidfd; [`child_say!`] for
-//!    its output.
+//!    [`clone_child`](process::clone_child), [`vfork_child`](process::vfork_child)); each way
+//!    (the `clone3` ones too) returns a [`Child`](process::Child), which waits, bounded, for a
+//!    signal from it, for a while, or for its [`Outcome`](process::Outcome), by pid or by
+//!    pidfd, and is killed and reaped if it is dropped first; [`child_say!`] for its output.
 //! 4. [`cgroup`]: one cgroup v2 directory: refuse where it cannot work, create, enable a
 //!    controller, write a limit, move a process in, read the kernel's counters, remove.
 //! 5. [`clone3`]: the `clone3` system call: `CLONE_INTO_CGROUP`, `CLONE_PIDFD`, `set_tid`.
@@ -47,8 +48,9 @@
 //! 8. `thread` (x86-64): a thread built by hand with `clone3`, and why its code may touch no
 //!    thread-local variable.
 //!
-//! And one that is not a mechanism at all: [`cli`], the command line every binary shares
-//! (options, `--help`, exit statuses, the summary line each run ends with).
+//! And one that is not a mechanism at all, and uses only [`sync`], [`process`] and
+//! [`cgroup`]: [`cli`], the command line every binary shares (options, `--help`, exit
+//! statuses, the summary line each run ends with). A reader of a story can skip it.
 //!
 //! # The rule for code in a child
 //! From its creation to its end, a child runs only what is safe in a signal handler: system
@@ -58,12 +60,25 @@
 //! multithreaded process the child may inherit a lock held by a thread it does not have; a
 //! `CLONE_VM` child shares the parent's allocator; and in a cgroup with `memory.max=4096`
 //! every allocation after the move is a page the child pays for, when one page is all it has.
-//! The library's functions that children call allocate on no path, errors included
-//! ([`Error::Sys`] carries a static context). A child ends through `_exit` with the value its
-//! closure returns, never by returning into the parent's frames; a panic is caught at the
-//! child's boundary and ends it with exit status [`CHILD_PANICKED`](process::CHILD_PANICKED)
-//! (101), so no destructor of the parent runs in the child. Where a program breaks the rule,
-//! the line says so: `// EXCEPTION to the child-code rule: ...`.
+//!
+//! The rule holds for everything a child calls:
+//! - The library's functions that children call allocate on no path, errors included
+//!   ([`Error::Sys`] carries a static context).
+//! - A child that creates children keeps it too. The library flushes stdout before it
+//!   creates a child, so that nothing buffered is printed twice, but only in the program's
+//!   own process: a child never used stdout, so it has nothing to flush, and a flush would
+//!   take stdout's lock. A child's list of its own children is allocated by the parent, and
+//!   the child stops before a push would grow it.
+//! - A child ends through `_exit` with the value its closure returns, never by returning into
+//!   the parent's frames, so no destructor of the parent runs in the child.
+//! - A panic is the one end that breaks the rule, by its nature: Rust's panic hook formats the
+//!   message and writes it to standard error, which allocates and takes stderr's lock, and
+//!   unwinding allocates its payload. The child is ending then, and it has no other thread
+//!   that could hold those locks; the panic is caught at the child's boundary, which ends it
+//!   with exit status [`CHILD_PANICKED`](process::CHILD_PANICKED) (101).
+//!
+//! Where a program breaks the rule on purpose, the line says so:
+//! `// EXCEPTION to the child-code rule: ...`.
 //!
 //! # Exit statuses (all binaries)
 //! - 0: the scenario ended as claimed (for a `_fail` scenario: the kernel killed the child);

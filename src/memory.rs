@@ -101,9 +101,8 @@ impl Reservation {
         let guard_len = if stack_len > 0 { page } else { 0 };
         let window_len = page + capacity + guard_len + stack_len;
         if stack_len > 0 && window_len > PAGE_TABLE_SPAN {
-            return Err(Error::Failed(format!(
-                "a {bytes}-byte buffer and a {stack_bytes}-byte stack do not fit in one 2 MiB span"
-            )));
+            // See largest_buffer_beside_stack. A static context: nothing here allocates.
+            return Err(Error::sys("reserve a buffer and a stack in one 2 MiB span", Errno::E2BIG));
         }
         let mapping_len = window_len + PAGE_TABLE_SPAN;
         // MAP_NORESERVE: this is a reservation of addresses, not a promise of memory.

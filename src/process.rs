@@ -8,6 +8,7 @@ use std::fmt;
 use std::io::Write as _;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -134,9 +135,10 @@ impl Ended {
     }
 }
 
-/// A bounded wait that killed its child, at the deadline or on `interrupted`: says so on
-/// standard output (unnumbered) and returns the run's error, failed or interrupted.
-pub(crate) fn stopped(
+/// Reports a child that a bounded wait had to kill, at the deadline or because the run was
+/// `interrupted`: says so on standard output (unnumbered) and returns the run's error,
+/// failed or interrupted.
+pub(crate) fn report_kill(
     child: Pid,
     ended: Ended,
     interrupted: Option<Signal>,
@@ -161,7 +163,7 @@ pub(crate) fn stopped(
 
 /// Blocks until `child` has ended and reaps it: `waitpid` with `__WALL`, so that a clone
 /// child whose exit signal is not SIGCHLD is reaped too. Allocates nothing.
-pub fn reap(child: Pid) -> Result<Ended, Error> {
+pub(crate) fn reap(child: Pid) -> Result<Ended, Error> {
     loop {
         match waitpid(child, Some(WaitPidFlag::__WALL)) {
             Ok(status) => {
@@ -176,7 +178,7 @@ pub fn reap(child: Pid) -> Result<Ended, Error> {
 }
 
 /// Kills `child` with SIGKILL and reaps it: the end of every bounded wait. Allocates nothing.
-pub fn kill_and_reap(child: Pid) -> Result<Ended, Error> {
+pub(crate) fn kill_and_reap(child: Pid) -> Result<Ended, Error> {
     match kill(child, Signal::SIGKILL) {
         // ESRCH: it is already a zombie or gone; waitpid still reaps a zombie.
         Ok(()) | Err(Errno::ESRCH) => reap(child),
@@ -195,7 +197,7 @@ pub struct Child {
 
 impl Child {
     /// Takes responsibility for the child `pid`.
-    pub fn adopt(pid: Pid) -> Child {
+    pub(crate) fn adopt(pid: Pid) -> Child {
         Child { pid, pidfd: None, reaped: false }
     }
 
@@ -217,7 +219,8 @@ impl Child {
     /// Waits for the child to end, for at most `timeout`, and reaps it. With a pidfd: `poll` on
     /// it and on a signalfd of the interruptions, then `waitid(P_PIDFD)`. Without: `waitpid`
     /// at each SIGCHLD that `watch` takes (made before the child, so that none is lost); other
-    /// watched signals go to `on_other`. At the deadline or on SIGINT, SIGTERM or SIGHUP the
+    /// watched signals go to `on_other`, those still pending at the child's end included. At
+    /// the deadline or on SIGINT, SIGTERM or SIGHUP the
     /// child is killed and reaped, that is said (unnumbered), and the run's error returned.
     pub fn wait(
         &mut self,
@@ -233,6 +236,74 @@ impl Child {
             self.reaped = true;
         }
         result
+    }
+
+    /// Waits, until `timeout` has passed, for `signal` from this child (taken by `watch`, made
+    /// before the child). A signal from anyone else is ignored. An interruption (SIGINT,
+    /// SIGTERM, SIGHUP) kills and reaps the child, says so (unnumbered) and returns
+    /// [`Error::Interrupted`]: the story leaves through `?`.
+    pub fn wait_for_signal(
+        &mut self,
+        watch: &SignalWatch,
+        signal: Signal,
+        timeout: Duration,
+    ) -> Result<Waited, Error> {
+        self.wait_until(watch, Some(signal), Instant::now() + timeout)
+    }
+
+    /// Sleeps for `duration`, unless the child ends first; returns whether it is still
+    /// running. An interruption ends the run as in [`wait_for_signal`](Self::wait_for_signal).
+    pub fn still_running_after(
+        &mut self,
+        watch: &SignalWatch,
+        duration: Duration,
+    ) -> Result<bool, Error> {
+        Ok(self.wait_until(watch, None, Instant::now() + duration)? == Waited::TimeUp)
+    }
+
+    /// The wait of both: for `signal` from the child, if any, its end, or the deadline.
+    fn wait_until(
+        &mut self,
+        watch: &SignalWatch,
+        signal: Option<Signal>,
+        deadline: Instant,
+    ) -> Result<Waited, Error> {
+        loop {
+            match watch.next(deadline)? {
+                None => return Ok(Waited::TimeUp),
+                Some(r) if r.is_interruption() => return Err(self.interrupted_by(r.signal)),
+                Some(r) if Some(r.signal) == signal && r.sender == self.pid => {
+                    return Ok(Waited::SignalCame)
+                }
+                Some(r) if r.signal == Signal::SIGCHLD && self.has_ended()? => {
+                    return Ok(Waited::ChildEnded)
+                }
+                // A stray signal, or another child's end: not what we wait for.
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Whether the child has ended (a zombie, not yet reaped): `waitid` with `WNOWAIT`, which
+    /// looks without reaping.
+    fn has_ended(&self) -> Result<bool, Error> {
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        match waitid(Id::Pid(self.pid), flags | WaitPidFlag::__WALL) {
+            Ok(WaitStatus::StillAlive) => Ok(false),
+            Ok(_) => Ok(true),
+            Err(e) => Err(Error::sys("waitid(WNOWAIT)", e)),
+        }
+    }
+
+    /// Blocks until the child has ended, without a bound, and reaps it: for a child that
+    /// has ended already or cannot help ending soon (it was made to exit at once).
+    pub fn reap(&mut self) -> Result<Ended, Error> {
+        let ended = match &self.pidfd {
+            Some(pidfd) => reap_pidfd(pidfd)?,
+            None => reap(self.pid)?,
+        };
+        self.reaped = true;
+        Ok(ended)
     }
 
     /// Gives up responsibility for the child without waiting for it: the caller reaps it.
@@ -254,14 +325,26 @@ impl Child {
         Ok(ended)
     }
 
-    /// The end of a run interrupted by `signal` before the child's wait: kills and reaps the
+    /// The end of a run interrupted by `signal` while the child runs: kills and reaps the
     /// child, says so (unnumbered), and returns the run's error.
-    pub fn interrupted(mut self, signal: Signal) -> Error {
+    fn interrupted_by(&mut self, signal: Signal) -> Error {
         match self.kill_and_reap() {
-            Ok(ended) => stopped(self.pid, ended, Some(signal), Duration::ZERO),
+            Ok(ended) => report_kill(self.pid, ended, Some(signal), Duration::ZERO),
             Err(e) => e,
         }
     }
+}
+
+/// How a parent's bounded wait on a running child ended, in the words of a story. (An
+/// interruption is none of them: the wait ends the run with [`Error::Interrupted`].)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waited {
+    /// The signal waited for came, from the child.
+    SignalCame,
+    /// The child ended first. It is not reaped yet: its wait status is still to be read.
+    ChildEnded,
+    /// The time ran out, with the child still running.
+    TimeUp,
 }
 
 impl Drop for Child {
@@ -327,7 +410,7 @@ pub(crate) fn wait_pidfd(pidfd: &OwnedFd, pid: Pid, timeout: Duration) -> Result
     if exited {
         return Ok(ended);
     }
-    Err(stopped(pid, ended, interrupted, timeout))
+    Err(report_kill(pid, ended, interrupted, timeout))
 }
 
 /// `pidfd_send_signal(pidfd, SIGKILL)`: kills exactly the process the pidfd refers to.
@@ -361,12 +444,20 @@ fn wait_for(
         let flags = WaitPidFlag::WNOHANG | WaitPidFlag::__WALL;
         let status = waitpid(child, Some(flags)).map_err(|e| Error::sys("waitpid", e))?;
         if let Some(ended) = Ended::from_status(status) {
+            // What the child sent just before its end may still be pending: passed on too.
+            while let Some(r) = watch.next(Instant::now())? {
+                match r {
+                    r if r.is_interruption() => return Err(Error::Interrupted(r.signal)),
+                    r if r.signal == Signal::SIGCHLD => {}
+                    r => on_other(r),
+                }
+            }
             return Ok(ended);
         }
         match watch.next(deadline)? {
-            None => return Err(stopped(child, kill_and_reap(child)?, None, timeout)),
+            None => return Err(report_kill(child, kill_and_reap(child)?, None, timeout)),
             Some(r) if r.is_interruption() => {
-                return Err(stopped(child, kill_and_reap(child)?, Some(r.signal), timeout))
+                return Err(report_kill(child, kill_and_reap(child)?, Some(r.signal), timeout))
             }
             Some(r) if r.signal == Signal::SIGCHLD => {}
             Some(r) => on_other(r),
@@ -414,31 +505,47 @@ pub(crate) fn require_single_thread(call: &str) -> Result<(), Error> {
     }
 }
 
-/// Anything buffered in our stdout would be copied into the child and printed twice.
+/// The pid of the process that flushes stdout before it creates children: the program's own,
+/// recorded at its first child, before that child exists. Never written by a child: a page a
+/// child writes is a page it pays for, and one is all a child in a 4 KiB cgroup has.
+static STDOUT_FLUSHER: AtomicI32 = AtomicI32::new(0);
+
+/// Anything buffered in our stdout would be copied into the child and printed twice, so the
+/// program flushes before each child is created (TLPI 25.4). A child that creates children
+/// does not: it never used stdout (the rule), so there is nothing to flush, and a flush would
+/// take stdout's lock. A child knows itself by its pid, which is not the recorded one.
 pub(crate) fn flush_stdout() {
-    let _ = std::io::stdout().flush();
+    let me = nix::unistd::getpid().as_raw();
+    let flusher = match STDOUT_FLUSHER.compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
+    {
+        Ok(_) => me,
+        Err(recorded) => recorded,
+    };
+    if flusher == me {
+        let _ = std::io::stdout().flush();
+    }
 }
 
 /// `fork(2)`: runs `child` in a copy of this process, which then ends with its return value
-/// (see the crate's rule for child code); returns the child's pid in the parent.
+/// (see the crate's rule for child code); returns the child, to be waited for, in the parent.
 ///
 /// Safe because it first checks that this process has one thread, so the child cannot
 /// inherit a lock held by a thread it does not have. Allocates nothing, so a child may fork.
-pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid, Error> {
+pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Child, Error> {
     require_single_thread("fork")?;
     flush_stdout();
     // SAFETY: single-threaded (checked above), so the child is a complete copy; it never
     // returns into our frames but ends in end_child_with.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => end_child_with(child),
-        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child),
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Child::adopt(child)),
         Err(e) => Err(Error::sys("fork", e)),
     }
 }
 
 /// `clone(2)` without shared memory: starts `child` in a new process on `stack`, with
 /// `flags` (namespaces and the like) and the given exit signal (normally SIGCHLD, so that
-/// `waitpid` sees an ordinary child). Returns the child's pid in the parent.
+/// `waitpid` sees an ordinary child). Returns the child in the parent.
 ///
 /// Safe because it refuses [`SHARING_FLAGS`] (the child gets its own copy of memory, and the
 /// guard page ends a stack overflow) and checks that this process has one thread.
@@ -447,7 +554,7 @@ pub fn clone_child<F: FnMut() -> i32>(
     stack: &mut ChildStack,
     flags: CloneFlags,
     exit_signal: Signal,
-) -> Result<Pid, Error> {
+) -> Result<Child, Error> {
     // from_bits: nix's CloneFlags lacks the TLS and TID flags, which only threads need.
     if flags.intersects(SHARING_FLAGS) || CloneFlags::from_bits(flags.bits()).is_none() {
         return Err(Error::Failed(format!(
@@ -463,7 +570,7 @@ pub fn clone_child<F: FnMut() -> i32>(
 /// `clone(2)` with `CLONE_VFORK` added to `flags`: the parent is suspended until the child
 /// has ended (or exec'd), so `flags` may share memory (`CLONE_VM`), signal handlers
 /// (`CLONE_SIGHAND`, which needs `CLONE_VM`), files or filesystem data, and the parent looks
-/// only after the child is done. The child is reaped before this returns.
+/// only after the child is done: it has ended (or exec'd) when this returns the child.
 ///
 /// Safe because this process is checked to have one thread: with it suspended, a `CLONE_VM`
 /// child that writes our memory is like a function call on another stack. `CLONE_THREAD` and
@@ -472,17 +579,14 @@ pub fn vfork_child<F: FnMut() -> i32>(
     child: &mut F,
     stack: &mut ChildStack,
     flags: CloneFlags,
-) -> Result<Ended, Error> {
+) -> Result<Child, Error> {
     if flags.contains(CloneFlags::CLONE_THREAD) || CloneFlags::from_bits(flags.bits()).is_none() {
         return Err(Error::Failed(format!("vfork_child refuses {flags:?}")));
     }
     require_single_thread("clone")?;
     // SAFETY: single thread, suspended by CLONE_VFORK until the child has ended, so `child`
     // and `stack` outlive it and nothing runs beside it.
-    let pid = unsafe {
-        clone_child_unchecked(child, stack, flags | CloneFlags::CLONE_VFORK, Signal::SIGCHLD)?
-    };
-    reap(pid)
+    unsafe { clone_child_unchecked(child, stack, flags | CloneFlags::CLONE_VFORK, Signal::SIGCHLD) }
 }
 
 /// `clone(2)` with any flags: starts `child` on `stack`; see [`clone_child`].
@@ -504,7 +608,7 @@ pub unsafe fn clone_child_unchecked<F: FnMut() -> i32>(
     stack: &mut ChildStack,
     flags: CloneFlags,
     exit_signal: Signal,
-) -> Result<Pid, Error> {
+) -> Result<Child, Error> {
     flush_stdout();
     let combined = flags.bits() | exit_signal as libc::c_int;
     // A CLONE_VM child starts without rseq anyway (the kernel drops the registration).
@@ -524,7 +628,7 @@ pub unsafe fn clone_child_unchecked<F: FnMut() -> i32>(
     if pid == -1 {
         return Err(Error::sys("clone", errno));
     }
-    Ok(Pid::from_raw(pid))
+    Ok(Child::adopt(Pid::from_raw(pid)))
 }
 
 /// glibc's restartable-sequences registration, paused for the span of a `clone` or `clone3`.

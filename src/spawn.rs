@@ -109,7 +109,8 @@ impl Spawner {
             // closure and the stack outlive its use of them.
             How::Clone(flags) => unsafe {
                 clone_child_unchecked(&mut child, &mut self.stack, flags, Signal::SIGCHLD)?
-            },
+            }
+            .into_pid(),
             How::Clone3(flags) => {
                 let args = CloneArgs::new(Signal::SIGCHLD).flags(flags);
                 // SAFETY: as for clone, just above.

@@ -78,21 +78,6 @@ impl SignalWatch {
         wait_signal(&self.watched, deadline)
     }
 
-    /// Sleeps for `duration` unless an interruption or a SIGCHLD (a child's end) comes first,
-    /// and returns that signal then. Other watched signals are taken and ignored.
-    pub fn pause(&self, duration: std::time::Duration) -> Result<Option<Received>, Error> {
-        let deadline = Instant::now() + duration;
-        loop {
-            match self.next(deadline)? {
-                None => return Ok(None),
-                Some(r) if r.is_interruption() || r.signal == Signal::SIGCHLD => {
-                    return Ok(Some(r))
-                }
-                Some(_) => {}
-            }
-        }
-    }
-
     /// Takes every signal already pending and returns the first interruption among them, if
     /// any: the check between steps that do not wait (a Ctrl-C during setup stays pending
     /// until asked for, because it is blocked).
@@ -112,28 +97,6 @@ impl SignalWatch {
         match self.pending_interruption()? {
             Some(signal) => Err(Error::Interrupted(signal)),
             None => Ok(()),
-        }
-    }
-
-    /// Waits until `from` sends `signal`. Returns `Ok(None)` at the deadline, and the other
-    /// watched signal instead if one comes first from elsewhere that matters: SIGCHLD (the
-    /// child ended before it signalled) or an interruption.
-    pub fn expect(
-        &self,
-        signal: Signal,
-        from: Pid,
-        deadline: Instant,
-    ) -> Result<Option<Received>, Error> {
-        loop {
-            match self.next(deadline)? {
-                None => return Ok(None),
-                Some(r) if r.signal == signal && r.sender == from => return Ok(Some(r)),
-                Some(r) if r.signal == Signal::SIGCHLD || r.is_interruption() => {
-                    return Ok(Some(r))
-                }
-                // A stray signal from someone else: not the one we wait for.
-                Some(_) => {}
-            }
         }
     }
 }

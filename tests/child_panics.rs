@@ -14,7 +14,7 @@ use std::os::fd::OwnedFd;
 
 use clone_cgroup::clone3::{clone3_child, clone3_child_on_stack, CloneArgs, Flags};
 use clone_cgroup::memory::ChildStack;
-use clone_cgroup::process::{clone_child, fork_child, reap, vfork_child, Outcome, CHILD_PANICKED};
+use clone_cgroup::process::{clone_child, fork_child, vfork_child, Child, Outcome, CHILD_PANICKED};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::unistd::{getpid, pipe};
@@ -41,33 +41,34 @@ fn main() {
 
     let mut stack = ChildStack::new(256 << 10).expect("a child stack");
     let mut panics = || -> i32 { panic!("a child's panic") };
-    let ways: Vec<(&str, Outcome)> = vec![
-        ("fork_child", {
-            let pid = fork_child(|| panic!("a child's panic")).expect("fork");
-            reap(pid).expect("reap").outcome
-        }),
-        ("clone_child", {
-            let pid = clone_child(&mut panics, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)
-                .expect("clone");
-            reap(pid).expect("reap").outcome
-        }),
-        ("vfork_child (CLONE_VM)", {
-            vfork_child(&mut panics, &mut stack, CloneFlags::CLONE_VM).expect("vfork").outcome
-        }),
-        ("clone3_child", {
-            let child =
-                clone3_child(&CloneArgs::new(Signal::SIGCHLD), || panic!("x")).expect("clone3");
-            reap(child.into_pid()).expect("reap").outcome
-        }),
+    // Every way returns a Child: the same reap reads each one's end.
+    let ways: Vec<(&str, Child)> = vec![
+        ("fork_child", fork_child(|| panic!("a child's panic")).expect("fork")),
+        (
+            "clone_child",
+            clone_child(&mut panics, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)
+                .expect("clone"),
+        ),
+        (
+            "vfork_child (CLONE_VM)",
+            vfork_child(&mut panics, &mut stack, CloneFlags::CLONE_VM).expect("vfork"),
+        ),
+        (
+            "clone3_child",
+            clone3_child(&CloneArgs::new(Signal::SIGCHLD), || panic!("x")).expect("clone3"),
+        ),
         ("clone3_child_on_stack (CLONE_VM | CLONE_VFORK)", {
             let args = CloneArgs::new(Signal::SIGCHLD).flags(Flags::VM | Flags::VFORK);
             // SAFETY: one thread; CLONE_VFORK keeps us suspended until the child has ended, so
             // the closure and the stack outlive it.
-            let child = unsafe { clone3_child_on_stack(&args, stack.area(), &mut panics) }
-                .expect("clone3 on a stack");
-            reap(child.into_pid()).expect("reap").outcome
+            unsafe { clone3_child_on_stack(&args, stack.area(), &mut panics) }
+                .expect("clone3 on a stack")
         }),
     ];
+    let ways: Vec<(&str, Outcome)> = ways
+        .into_iter()
+        .map(|(way, mut child)| (way, child.reap().expect("reap").outcome))
+        .collect();
     let _ = std::panic::take_hook();
 
     drop(guard);

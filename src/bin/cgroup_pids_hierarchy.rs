@@ -22,7 +22,7 @@ use clone_cgroup::cgroup::{self, parse_flat_keyed, Cgroup};
 use clone_cgroup::child_say;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
-use clone_cgroup::process::{die_with_parent, fork_child, kill_and_reap, Child};
+use clone_cgroup::process::{die_with_parent, fork_child, Child, Waited};
 use clone_cgroup::sync::{self, wait_signal, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -78,12 +78,84 @@ fn shown(events: Option<u64>) -> String {
 fn sleeper() -> Result<Child, Error> {
     let deadline = Instant::now() + TIMEOUT;
     let me = getpid();
-    let pid = fork_child(move || {
+    fork_child(move || {
         die_with_parent(me);
         let _ = wait_signal(&SigSet::empty(), deadline);
         0
-    })?;
-    Ok(Child::adopt(pid))
+    })
+}
+
+/// The manager's side of the story (steps 2 and 4), under the rule for child code: it forks
+/// until the kernel refuses, tells `parent`, and when told tries once more. `children` was
+/// allocated by the parent; more children than it has room for would mean the limit did not
+/// bind, and the manager stops there rather than let a push allocate.
+fn manager(parent: Pid, mut children: Vec<Child>, deadline: Instant) -> i32 {
+    die_with_parent(parent);
+    let me = getpid();
+    let fork_one = || {
+        fork_child(|| {
+            let _ = wait_signal(&SigSet::empty(), deadline);
+            0
+        })
+    };
+    let failure = loop {
+        match fork_one() {
+            Ok(child) if children.len() < children.capacity() => {
+                let pid = child.pid();
+                children.push(child);
+                child_say!("manager[{me}]: 2. fork #{} -> {pid}", children.len());
+            }
+            // More children than the list has room for: the limit did not bind. (Dropped,
+            // the child is killed and reaped.)
+            Ok(_) => break Errno::E2BIG,
+            Err(Error::Sys { errno, .. }) => break errno,
+            Err(_) => break Errno::UnknownErrno,
+        }
+    };
+    child_say!("manager[{me}]: 2. fork #{} failed: {failure:?}", children.len() + 1);
+    let _ = sync::send(parent, CHILD_TO_PARENT);
+    // 4. Told again after the move: with the count above the limit, one more try.
+    let mut go = SigSet::empty();
+    go.add(PARENT_TO_CHILD);
+    let _ = wait_signal(&go, deadline);
+    let again = match fork_one() {
+        Ok(_) => "a child",
+        Err(Error::Sys { errno: Errno::EAGAIN, .. }) => "EAGAIN",
+        Err(_) => "another error",
+    };
+    child_say!("manager[{me}]: 4. with the count above the limit, fork: {again}");
+    // Each Child dropped is killed and reaped; clear() keeps the buffer, so nothing is freed.
+    children.clear();
+    if failure == Errno::EAGAIN && again == "EAGAIN" {
+        0
+    } else {
+        1
+    }
+}
+
+/// Starts this program again with `--hold-threads` (a process of [`THREADS`] threads), moves
+/// it into `cgroup` once it says it holds them, and returns the cgroup's `pids.current`.
+fn tasks_counted_for_a_threaded_process(cgroup: &Cgroup) -> Result<usize, Error> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("failed to find this program", e))?;
+    let mut holder = Command::new(&exe)
+        .arg("--hold-threads")
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io(&format!("failed to run {}", exe.display()), e))?;
+    let holder_pid = Pid::from_raw(holder.id() as i32);
+    let mut line = String::new();
+    let read = std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().expect("piped")),
+        &mut line,
+    );
+    // No `?` until the holder is killed: it would be left running.
+    let threads = match read {
+        Ok(_) => cgroup.add_process(holder_pid).and_then(|()| count(cgroup, "pids.current")),
+        Err(e) => Err(Error::io("failed to read from the thread holder", e)),
+    };
+    let _ = holder.kill();
+    let _ = holder.wait();
+    threads
 }
 
 fn run(args: &[String]) -> Result<Summary, Error> {
@@ -111,66 +183,16 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     //    and, when told, tries once more. Its children list is allocated here: a child
     //    allocates nothing.
     let dir = child_cgroup.open_path()?;
-    let deadline = Instant::now() + TIMEOUT;
-    let mut go = SigSet::empty();
-    go.add(PARENT_TO_CHILD);
-    let mut children: Vec<Pid> = Vec::with_capacity(8);
-    let manager = move || -> i32 {
-        die_with_parent(me);
-        let manager = getpid();
-        let fork_one = || {
-            fork_child(|| {
-                let _ = wait_signal(&SigSet::empty(), deadline);
-                0
-            })
-        };
-        let failure = loop {
-            match fork_one() {
-                Ok(pid) if children.len() < children.capacity() => {
-                    children.push(pid);
-                    child_say!("manager[{manager}]: 2. fork #{} -> {pid}", children.len());
-                }
-                Ok(pid) => {
-                    // More children than the list has room for: the limit did not bind.
-                    let _ = kill_and_reap(pid);
-                    break Errno::E2BIG;
-                }
-                Err(Error::Sys { errno, .. }) => break errno,
-                Err(_) => break Errno::UnknownErrno,
-            }
-        };
-        child_say!("manager[{manager}]: 2. fork #{} failed: {failure:?}", children.len() + 1);
-        let _ = sync::send(me, CHILD_TO_PARENT);
-        // 4. Told again after the move: with the count above the limit, one more try.
-        let _ = wait_signal(&go, deadline);
-        let again = match fork_one() {
-            Ok(pid) => {
-                let _ = kill_and_reap(pid);
-                "a child"
-            }
-            Err(Error::Sys { errno: Errno::EAGAIN, .. }) => "EAGAIN",
-            Err(_) => "another error",
-        };
-        child_say!("manager[{manager}]: 4. with the count above the limit, fork: {again}");
-        for child in &children {
-            let _ = kill_and_reap(*child);
-        }
-        if failure == Errno::EAGAIN && again == "EAGAIN" {
-            0
-        } else {
-            1
-        }
-    };
+    let children = Vec::with_capacity(8);
+    let manager = move || manager(me, children, Instant::now() + TIMEOUT);
     let clone_args = CloneArgs::new(Signal::SIGCHLD).pidfd().into_cgroup(&dir);
     let mut manager = clone3_child(&clone_args, manager)?;
     let pid = manager.pid();
     println!(
         "parent[{me}]: 2. clone3(CLONE_INTO_CGROUP) returned manager {pid} in the child cgroup"
     );
-    match watch.expect(CHILD_TO_PARENT, pid, deadline)? {
-        Some(r) if r.signal == CHILD_TO_PARENT => {}
-        Some(r) if r.is_interruption() => return Err(manager.interrupted(r.signal)),
-        _ => return Err(Error::Failed(format!("manager {pid} never reported"))),
+    if manager.wait_for_signal(&watch, CHILD_TO_PARENT, TIMEOUT)? != Waited::SignalCame {
+        return Err(Error::Failed(format!("manager {pid} never reported")));
     }
     let bound = count(&parent, "pids.current")?;
     println!("parent[{me}]: 2. the parent's limit bound the child cgroup: pids.current = {bound}");
@@ -222,28 +244,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     // 6. Threads count as tasks: this program, started again with --hold-threads, holds
     //    three threads; moved into a fresh cgroup, it is three tasks there.
     let (fresh, _) = cgroup::prepare("pids", None, None)?;
-    let exe = std::env::current_exe().map_err(|e| Error::io("failed to find this program", e))?;
-    let mut holder = Command::new(&exe)
-        .arg("--hold-threads")
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::io(&format!("failed to run {}", exe.display()), e))?;
-    let holder_pid = Pid::from_raw(holder.id() as i32);
-    let mut line = String::new();
-    let read = std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.take().expect("piped")),
-        &mut line,
-    );
-    let threads = match read {
-        Ok(_) => {
-            fresh.add_process(holder_pid)?;
-            count(&fresh, "pids.current")
-        }
-        Err(e) => Err(Error::io("failed to read from the thread holder", e)),
-    };
-    let _ = holder.kill();
-    let _ = holder.wait();
-    let threads = threads?;
+    let threads = tasks_counted_for_a_threaded_process(&fresh)?;
     println!(
         "parent[{me}]: 6. a process of {THREADS} threads moved into {}: pids.current = {threads}",
         fresh.path().display()
@@ -251,9 +252,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     // 7. Remove the cgroups, the child cgroup first.
     for cgroup in [fresh, child_cgroup, parent] {
-        let path = cgroup.path().to_path_buf();
-        cgroup.remove()?;
-        println!("parent[{me}]: 7. removed {}", path.display());
+        if let Some(path) = cgroup.remove()? {
+            println!("parent[{me}]: 7. removed {}", path.display());
+        }
     }
 
     // Where the kernel has pids.events.local (6.11), pids.events counts a refusal in the

@@ -19,7 +19,7 @@ use clone_cgroup::cli::{
     for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict,
 };
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
-use clone_cgroup::process::{die_with_parent, fork_child, kill_and_reap, Outcome};
+use clone_cgroup::process::{die_with_parent, fork_child, Child, Outcome, Waited};
 use clone_cgroup::sync::{self, wait_signal, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -41,6 +41,60 @@ const UNEXPECTED_FORK_ERROR: i32 = 99;
 
 /// The largest `--max`: the manager's list of children is allocated for this many.
 const MAX_TASKS: usize = 64;
+
+/// The manager's side of the story (steps 3 and 5), under the rule for child code: it forks
+/// until the kernel says no, tells `parent`, and when told ends its children. `children` was
+/// allocated by the parent with room for [`MAX_TASKS`]; the manager stops before a push
+/// would allocate. Its exit status is the number of tasks it saw in the cgroup.
+fn manager(parent: Pid, mut children: Vec<Child>, deadline: Instant) -> i32 {
+    die_with_parent(parent);
+    let me = getpid();
+    // 3. Fork until the kernel says no. Each child just waits to be killed.
+    let mut failure = None;
+    while failure.is_none() && children.len() < children.capacity() {
+        let forked = fork_child(|| {
+            die_with_parent(me);
+            let _ = wait_signal(&SigSet::empty(), deadline);
+            0
+        });
+        match forked {
+            Ok(child) => {
+                let pid = child.pid();
+                children.push(child);
+                child_say!(
+                    "manager[{me}]: 3. fork #{} -> {pid}; tasks in the cgroup: {}",
+                    children.len(),
+                    children.len() + 1
+                );
+            }
+            Err(Error::Sys { errno, .. }) => failure = Some(errno),
+            Err(_) => failure = Some(Errno::UnknownErrno),
+        }
+    }
+    let Some(failure) = failure else {
+        child_say!("manager[{me}]: 3. {} forks and no refusal; giving up", children.len());
+        return UNEXPECTED_FORK_ERROR;
+    };
+    child_say!(
+        "manager[{me}]: 3. fork #{} failed: {failure:?} ({}); SIGUSR2 to {parent}: full",
+        children.len() + 1,
+        failure.desc()
+    );
+    // 5. Hold everyone until the parent has counted, then end them.
+    let _ = sync::send(parent, CHILD_TO_PARENT);
+    let mut go = SigSet::empty();
+    go.add(PARENT_TO_CHILD);
+    let _ = wait_signal(&go, deadline);
+    child_say!("manager[{me}]: 5. told to go on: killing its {} children", children.len());
+    let tasks = children.len() as i32 + 1;
+    // Each Child dropped is killed and reaped; clear() keeps the buffer, so nothing is freed.
+    children.clear();
+    if failure == Errno::EAGAIN {
+        tasks
+    } else {
+        UNEXPECTED_FORK_ERROR
+    }
+}
 
 fn run(args: &[String]) -> Result<Summary, Error> {
     let (mut max, mut timeout, mut parent) = (4, Duration::from_secs(30), None::<PathBuf>);
@@ -71,74 +125,28 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     //    nothing.
     let dir = cgroup.open_path()?;
     let deadline = Instant::now() + timeout;
-    let mut go = SigSet::empty();
-    go.add(PARENT_TO_CHILD);
-    let mut children: Vec<Pid> = Vec::with_capacity(MAX_TASKS);
-    let manager = move || -> i32 {
-        die_with_parent(me);
-        let manager = getpid();
-        // 3. Fork until the kernel says no. Each child just waits to be killed.
-        let failure = loop {
-            let forked = fork_child(|| {
-                die_with_parent(manager);
-                let _ = wait_signal(&SigSet::empty(), deadline);
-                0
-            });
-            match forked {
-                Ok(pid) => {
-                    children.push(pid);
-                    child_say!(
-                        "manager[{manager}]: 3. fork #{} -> {pid}; tasks in the cgroup: {}",
-                        children.len(),
-                        children.len() + 1
-                    );
-                }
-                Err(Error::Sys { errno, .. }) => break errno,
-                Err(_) => break Errno::UnknownErrno,
-            }
-        };
-        child_say!(
-            "manager[{manager}]: 3. fork #{} failed: {failure:?} ({}); SIGUSR2 to {me}: full",
-            children.len() + 1,
-            failure.desc()
-        );
-        // 5. Hold everyone until the parent has counted, then end them.
-        let _ = sync::send(me, CHILD_TO_PARENT);
-        let _ = wait_signal(&go, deadline);
-        child_say!("manager[{manager}]: 5. told to go on: killing its {} children", children.len());
-        for child in &children {
-            let _ = kill_and_reap(*child);
-        }
-        if failure == Errno::EAGAIN {
-            children.len() as i32 + 1
-        } else {
-            UNEXPECTED_FORK_ERROR
-        }
-    };
+    let children = Vec::with_capacity(MAX_TASKS);
+    let manager = move || manager(me, children, deadline);
     let args = CloneArgs::new(Signal::SIGCHLD).pidfd().into_cgroup(&dir);
     let mut child = clone3_child(&args, manager)?;
     let pid = child.pid();
     println!("parent[{me}]: 2. clone3(CLONE_INTO_CGROUP | CLONE_PIDFD) returned manager {pid}");
 
     // 4. At the peak: count the tasks as the kernel sees them, then let the manager go on.
-    let counted = match watch.expect(CHILD_TO_PARENT, pid, deadline)? {
-        Some(r) if r.signal == CHILD_TO_PARENT => {
-            let current: usize = cgroup.read("pids.current")?.trim().parse().unwrap_or(0);
-            let procs = cgroup.processes()?;
-            println!(
-                "parent[{me}]: 4. got SIGUSR2: pids.current = {current}; cgroup.procs lists {} \
-                 pids: {procs:?}",
-                procs.len()
-            );
-            sync::send(pid, PARENT_TO_CHILD)?;
-            Some((current, procs.len()))
-        }
-        Some(r) if r.is_interruption() => return Err(child.interrupted(r.signal)),
-        _ => {
-            println!("parent[{me}]: 4. the manager never reported a full cgroup");
-            None
-        }
-    };
+    let mut counted = None;
+    if child.wait_for_signal(&watch, CHILD_TO_PARENT, timeout)? == Waited::SignalCame {
+        let current: usize = cgroup.read("pids.current")?.trim().parse().unwrap_or(0);
+        let procs = cgroup.processes()?;
+        println!(
+            "parent[{me}]: 4. got SIGUSR2: pids.current = {current}; cgroup.procs lists {} \
+             pids: {procs:?}",
+            procs.len()
+        );
+        sync::send(pid, PARENT_TO_CHILD)?;
+        counted = Some((current, procs.len()));
+    } else {
+        println!("parent[{me}]: 4. the manager never reported a full cgroup");
+    }
 
     // 6. The manager's end, and the kernel's count of refused forks.
     let ended = child.wait(&watch, timeout, |_| {})?;
@@ -151,9 +159,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     println!("parent[{me}]: 6. pids.events: {}", events.trim().replace('\n', ", "));
 
     // 7. Remove the cgroup: every process in it has been reaped, so rmdir finds it empty.
-    let path = cgroup.path().to_path_buf();
-    cgroup.remove()?;
-    println!("parent[{me}]: 7. removed {}", path.display());
+    if let Some(path) = cgroup.remove()? {
+        println!("parent[{me}]: 7. removed {}", path.display());
+    }
 
     let peak_reported = match ended.outcome {
         Outcome::Exited(code) => code as usize,

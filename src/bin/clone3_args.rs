@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use clone_cgroup::cgroup::{self, Cgroup};
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{not_offered, try_clone3, CloneArgs, Flags};
-use clone_cgroup::process::{fork_child, reap, Outcome};
+use clone_cgroup::process::{fork_child, Outcome};
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -120,9 +120,9 @@ fn remove_targets(base: &Cgroup, busy: &Cgroup) {
 
 /// A pid that no process has now: one of a child that has just been reaped.
 fn freed_pid() -> Result<Pid, Error> {
-    let pid = fork_child(|| 0)?;
-    reap(pid)?;
-    Ok(pid)
+    let mut child = fork_child(|| 0)?;
+    child.reap()?;
+    Ok(child.pid())
 }
 
 /// The cases, in the order of their sources.

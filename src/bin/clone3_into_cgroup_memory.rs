@@ -78,16 +78,9 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     for note in notes {
         println!("parent[{me}]: 1. {note}");
     }
-    let swap = cgroup.limit_memory(options.limit)?;
-    println!(
-        "parent[{me}]: 1. memory.max = {}{}",
-        cgroup.read("memory.max")?.trim(),
-        if swap { ", memory.swap.max = 0" } else { "" }
-    );
+    println!("parent[{me}]: 1. {}", cgroup.limit_memory(options.limit)?);
     let events_before = cgroup.memory_events()?;
-    if let Some(signal) = watch.pending_interruption()? {
-        return Err(Error::Interrupted(signal));
-    }
+    watch.stop_if_interrupted()?;
 
     // 2. Everything the child will use is prepared, and paid for, here: its stack (shared,
     //    written now) and its buffer's page tables. The cgroup is named by a descriptor of its
@@ -154,9 +147,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     println!("parent[{me}]: 6. memory.peak: {}", evidence.peak_text());
 
     // 7. Remove the cgroup (if it is ours).
-    let path = cgroup.path().to_path_buf();
-    if cgroup.is_owned() {
-        cgroup.remove()?;
+    if let Some(path) = cgroup.remove()? {
         println!("parent[{me}]: 7. removed {}", path.display());
     }
     // Born there: no time outside the cgroup.

@@ -34,7 +34,7 @@ use clone_cgroup::cgroup;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{clone3_child, try_clone3, CloneArgs, Flags};
 use clone_cgroup::memory::ChildStack;
-use clone_cgroup::process::{clone_child, fork_child, reap, vfork_child, Outcome};
+use clone_cgroup::process::{clone_child, fork_child, vfork_child, Child, Outcome};
 use clone_cgroup::sync::{send, wait_signal, SignalWatch};
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -52,12 +52,16 @@ const SCENARIO: Scenario = Scenario {
     options: "",
 };
 
-/// One row: the flag, what shows its effect, and what to expect with it and without it.
+/// One row: the flag, what shows its effect, what to expect with it and without it, and the
+/// code that shows it.
 struct Row {
     flag: &'static str,
     shown_by: &'static str,
     expect_with: &'static str,
     expect_without: &'static str,
+    /// Runs the row; what it did to the machine (a cgroup created) goes into the notes, for
+    /// the story to say.
+    show: fn(&mut Vec<String>) -> Result<Seen, Error>,
 }
 
 /// What a row saw: with and without the flag, or why this machine cannot show it.
@@ -75,6 +79,14 @@ struct Table {
 }
 
 impl Table {
+    /// Runs `row` and prints its line; returns what it did to the machine.
+    fn show(&mut self, row: &Row) -> Result<Vec<String>, Error> {
+        let mut notes = Vec::new();
+        let seen = (row.show)(&mut notes)?;
+        self.print(row, seen);
+        Ok(notes)
+    }
+
     fn print(&mut self, row: &Row, seen: Seen) {
         let flag = row.flag;
         match seen {
@@ -120,104 +132,127 @@ const SHARING: [Row; 6] = [
         shown_by: "child closes a descriptor we opened",
         expect_with: "shared",
         expect_without: "private",
+        show: |_| {
+            let (with, without) = (CloneFlags::CLONE_FILES, CloneFlags::empty());
+            let set = |s: &Before| close(s.devnull.as_raw_fd()).is_ok();
+            let look = |s: &Before| Ok(fcntl(&s.devnull, FcntlArg::F_GETFD).is_err());
+            shared(with, without, set, look)
+        },
     },
     Row {
         flag: "CLONE_FS",
         shown_by: "child sets its umask to 077",
         expect_with: "shared",
         expect_without: "private",
+        show: |_| {
+            let set = |_: &Before| {
+                umask(Mode::from_bits_truncate(0o077));
+                true
+            };
+            let look = |_: &Before| Ok(umask(Mode::from_bits_truncate(0o022)).bits() == 0o077);
+            shared(CloneFlags::CLONE_FS, CloneFlags::empty(), set, look)
+        },
     },
     Row {
         flag: "CLONE_SIGHAND",
         shown_by: "child ignores SIGUSR1 (needs CLONE_VM)",
         expect_with: "shared",
         expect_without: "private",
+        show: |_| {
+            let set = |_: &Before| set_disposition(Signal::SIGUSR1, Disposition::Ignored).is_ok();
+            let look = |_: &Before| Ok(disposition(Signal::SIGUSR1)? == Disposition::Ignored);
+            let vm = CloneFlags::CLONE_VM;
+            shared(CloneFlags::CLONE_SIGHAND | vm, vm, set, look)
+        },
     },
     Row {
         flag: "CLONE_VM",
         shown_by: "child writes 2 into a variable holding 1",
         expect_with: "shared",
         expect_without: "private",
+        show: |_| {
+            let set = |_: &Before| {
+                SHARED_VARIABLE.store(2, Ordering::SeqCst);
+                true
+            };
+            let look = |_: &Before| Ok(SHARED_VARIABLE.load(Ordering::SeqCst) == 2);
+            shared(CloneFlags::CLONE_VM, CloneFlags::empty(), set, look)
+        },
     },
     Row {
         flag: "CLONE_SYSVSEM",
         shown_by: "child ups a semaphore with SEM_UNDO",
         expect_with: "shared",
         expect_without: "private",
+        show: |_| {
+            let set = |s: &Before| s.semaphore.up_with_undo().is_ok();
+            // A shared undo list is applied when its last user ends, and we still run.
+            let look = |s: &Before| Ok(s.semaphore.value()? == 1);
+            shared(CloneFlags::CLONE_SYSVSEM, CloneFlags::empty(), set, look)
+        },
     },
     Row {
         flag: "CLONE_IO",
         shown_by: "child sets its I/O priority",
         expect_with: "shared",
         expect_without: "private",
+        show: |_| {
+            let set = |_: &Before| set_io_priority(7).is_ok();
+            let look = |s: &Before| Ok(io_priority()? != s.io_priority);
+            shared(CloneFlags::CLONE_IO, CloneFlags::empty(), set, look)
+        },
     },
 ];
 
-/// Runs the row's child with `flags` (CLONE_VFORK added) and says whether its change reached
-/// the parent; puts the parent's state back.
-fn reached_parent(flag: &str, flags: CloneFlags) -> Result<bool, Error> {
+/// What the parent holds before each sharing child: what the child may change.
+struct Before {
+    /// /dev/null, open, whose descriptor the CLONE_FILES child closes.
+    devnull: File,
+    semaphore: SysvSemaphore,
+    /// Our I/O priority, set (setting it creates our I/O context, which CLONE_IO shares).
+    io_priority: i32,
+}
+
+/// The row's child changes something with `change` and ends; `reached` then tells whether
+/// the change reached the parent. Done with the flag (`with`) and without (`without`), each
+/// child with CLONE_VFORK added, so that the parent looks only once the child has ended.
+fn shared(
+    with: CloneFlags,
+    without: CloneFlags,
+    change: fn(&Before) -> bool,
+    reached: fn(&Before) -> Result<bool, Error>,
+) -> Result<Seen, Error> {
+    let word = |shared: bool| if shared { "shared" } else { "private" }.to_string();
+    let with = word(reached_parent(with, change, reached)?);
+    Ok(Seen::Both(with, word(reached_parent(without, change, reached)?)))
+}
+
+/// One child of [`shared`], with `flags`; puts the parent's state back.
+fn reached_parent(
+    flags: CloneFlags,
+    change: fn(&Before) -> bool,
+    reached: fn(&Before) -> Result<bool, Error>,
+) -> Result<bool, Error> {
     let mut stack = ChildStack::new(64 << 10)?;
     let devnull = File::open("/dev/null").map_err(|e| Error::io("failed to open /dev/null", e))?;
-    let fd = devnull.as_raw_fd();
     let old_umask = umask(Mode::from_bits_truncate(0o022));
     set_disposition(Signal::SIGUSR1, Disposition::Default)?;
     SHARED_VARIABLE.store(1, Ordering::SeqCst);
-    let semaphore = SysvSemaphore::new()?;
-    // Setting it creates our I/O context, which is what CLONE_IO shares.
     set_io_priority(4)?;
-    let our_io_priority = io_priority()?;
-
-    let mut child = || -> i32 {
-        let done = match flag {
-            "CLONE_FILES" => close(fd).is_ok(),
-            "CLONE_FS" => {
-                umask(Mode::from_bits_truncate(0o077));
-                true
-            }
-            "CLONE_SIGHAND" => set_disposition(Signal::SIGUSR1, Disposition::Ignored).is_ok(),
-            "CLONE_VM" => {
-                SHARED_VARIABLE.store(2, Ordering::SeqCst);
-                true
-            }
-            "CLONE_SYSVSEM" => semaphore.up_with_undo().is_ok(),
-            _ => set_io_priority(7).is_ok(),
-        };
-        i32::from(!done)
+    let before = Before { devnull, semaphore: SysvSemaphore::new()?, io_priority: io_priority()? };
+    let mut child = || i32::from(!change(&before));
+    let ended = vfork_child(&mut child, &mut stack, flags)?.reap()?;
+    let seen = match ended.outcome {
+        Outcome::Exited(0) => reached(&before),
+        other => Err(Error::Failed(format!("the child with {flags:?} {other}"))),
     };
-    let ended = vfork_child(&mut child, &mut stack, flags)?;
-    if ended.outcome != Outcome::Exited(0) {
-        return Err(Error::Failed(format!("the {flag} child {}", ended.outcome)));
-    }
-
-    let reached = match flag {
-        "CLONE_FILES" => fcntl(&devnull, FcntlArg::F_GETFD).is_err(),
-        "CLONE_FS" => umask(Mode::from_bits_truncate(0o022)).bits() == 0o077,
-        "CLONE_SIGHAND" => disposition(Signal::SIGUSR1)? == Disposition::Ignored,
-        "CLONE_VM" => SHARED_VARIABLE.load(Ordering::SeqCst) == 2,
-        // A shared undo list is applied when its last user ends, and we still run.
-        "CLONE_SYSVSEM" => semaphore.value()? == 1,
-        _ => io_priority()? != our_io_priority,
-    };
-    if reached && flag == "CLONE_FILES" {
-        // The child closed our descriptor: do not close it a second time.
-        let _ = devnull.into_raw_fd();
+    // Closed already where the CLONE_FILES child closed it for both of us: not twice.
+    if fcntl(&before.devnull, FcntlArg::F_GETFD).is_err() {
+        let _ = before.devnull.into_raw_fd();
     }
     umask(old_umask);
     set_disposition(Signal::SIGUSR1, Disposition::Default)?;
-    Ok(reached)
-}
-
-fn sharing_row(row: &Row) -> Result<Seen, Error> {
-    let (with, without) = match row.flag {
-        "CLONE_FILES" => (CloneFlags::CLONE_FILES, CloneFlags::empty()),
-        "CLONE_FS" => (CloneFlags::CLONE_FS, CloneFlags::empty()),
-        "CLONE_SIGHAND" => (CloneFlags::CLONE_SIGHAND | CloneFlags::CLONE_VM, CloneFlags::CLONE_VM),
-        "CLONE_VM" => (CloneFlags::CLONE_VM, CloneFlags::empty()),
-        "CLONE_SYSVSEM" => (CloneFlags::CLONE_SYSVSEM, CloneFlags::empty()),
-        _ => (CloneFlags::CLONE_IO, CloneFlags::empty()),
-    };
-    let word = |shared: bool| if shared { "shared" } else { "private" }.to_string();
-    Ok(Seen::Both(word(reached_parent(row.flag, with)?), word(reached_parent(row.flag, without)?)))
+    seen
 }
 
 // ---- 2. What makes a thread ----
@@ -228,41 +263,78 @@ const THREAD: [Row; 5] = [
         shown_by: "the tid word when clone3 has returned",
         expect_with: "the tid",
         expect_without: "not written",
+        show: |_| thread_row(Flags::PARENT_SETTID, |t| t.word(t.at_return)),
     },
     Row {
         flag: "CLONE_CHILD_SETTID",
         shown_by: "the tid word as the thread starts",
         expect_with: "the tid",
         expect_without: "not written",
+        show: |_| thread_row(Flags::CHILD_SETTID, |t| t.word(t.at_start)),
     },
     Row {
         flag: "CLONE_CHILD_CLEARTID",
         shown_by: "the tid word once the thread has ended",
         expect_with: "0",
         expect_without: "the tid",
+        show: |_| thread_row(Flags::CHILD_CLEARTID, |t| t.word(t.after_join)),
     },
     Row {
         flag: "CLONE_SETTLS",
         shown_by: "the thread's thread pointer",
         expect_with: "its own",
         expect_without: "ours",
+        show: |_| {
+            thread_row(Flags::SETTLS, |t| {
+                if t.thread_pointer == t.our_thread_pointer { "ours" } else { "its own" }.into()
+            })
+        },
     },
     Row {
         flag: "CLONE_THREAD",
         shown_by: "getpid() in the new task",
         expect_with: "our pid",
         expect_without: "its own pid",
+        show: |_| {
+            thread_row(Flags::THREAD, |t| {
+                if t.pid == t.our_pid { "our pid" } else { "its own pid" }.into()
+            })
+        },
     },
 ];
 
-#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
-fn thread_row(row: &Row) -> Result<Seen, Error> {
-    use clone_cgroup::thread::{thread_pointer, HandBuiltThread, NOT_WRITTEN, NPTL_FLAGS};
+/// What one hand-built thread showed, for a row to read its part of.
+struct ThreadSeen {
+    tid: libc::pid_t,
+    /// The tid word as the thread saw it when it started, when clone3 had returned, and
+    /// once the thread had been joined.
+    at_start: libc::pid_t,
+    at_return: libc::pid_t,
+    after_join: libc::pid_t,
+    thread_pointer: usize,
+    our_thread_pointer: usize,
+    pid: Pid,
+    our_pid: Pid,
+}
 
-    let flag = Flags::ALL.iter().find(|(_, name)| *name == row.flag);
-    let Some(&(flag, _)) = flag else {
-        return Err(Error::Failed(format!("no flag named {}", row.flag)));
-    };
+impl ThreadSeen {
+    /// A tid word in the table's words.
+    fn word(&self, word: libc::pid_t) -> String {
+        match word {
+            w if w == self.tid => "the tid".into(),
+            #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+            clone_cgroup::thread::NOT_WRITTEN => "not written".into(),
+            w => w.to_string(),
+        }
+    }
+}
+
+/// A thread built by hand with glibc's flags plus `flag`, then minus it; `read` says what
+/// each showed.
+#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+fn thread_row(flag: Flags, read: fn(&ThreadSeen) -> String) -> Result<Seen, Error> {
+    use clone_cgroup::thread::{thread_pointer, HandBuiltThread, NPTL_FLAGS};
+
     // CHILD_SETTID writes the same word as PARENT_SETTID: shown without the latter.
     let base = if flag == Flags::CHILD_SETTID {
         Flags(NPTL_FLAGS.0 & !Flags::PARENT_SETTID.0)
@@ -271,58 +343,73 @@ fn thread_row(row: &Row) -> Result<Seen, Error> {
     };
     let look = |flags: Flags| -> Result<String, Error> {
         let mut thread = HandBuiltThread::start(flags)?;
-        let tid = thread.tid().as_raw();
-        let word = |w: libc::pid_t| match w {
-            w if w == tid => "the tid".to_string(),
-            NOT_WRITTEN => "not written".to_string(),
-            w => w.to_string(),
-        };
-        let seen = thread.seen_by_thread();
-        let at_return = thread.tid_word();
+        let (seen, at_return) = (thread.seen_by_thread(), thread.tid_word());
         thread.join()?;
-        Ok(match flag {
-            Flags::PARENT_SETTID => word(at_return),
-            Flags::CHILD_SETTID => word(seen.tid_word),
-            Flags::CHILD_CLEARTID => word(thread.tid_word()),
-            Flags::SETTLS if seen.thread_pointer == thread_pointer() => "ours".into(),
-            Flags::SETTLS => "its own".into(),
-            _ if seen.pid == getpid() => "our pid".into(),
-            _ => "its own pid".into(),
-        })
+        Ok(read(&ThreadSeen {
+            tid: thread.tid().as_raw(),
+            at_start: seen.tid_word,
+            at_return,
+            after_join: thread.tid_word(),
+            thread_pointer: seen.thread_pointer,
+            our_thread_pointer: thread_pointer(),
+            pid: seen.pid,
+            our_pid: getpid(),
+        }))
     };
     Ok(Seen::Both(look(Flags(base.0 | flag.0))?, look(Flags(base.0 & !flag.0))?))
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
-fn thread_row(_: &Row) -> Result<Seen, Error> {
+fn thread_row(_: Flags, _: fn(&ThreadSeen) -> String) -> Result<Seen, Error> {
     Ok(Seen::NotShown("threads by hand are written for x86-64 with glibc only".into()))
 }
 
 // ---- 3. The namespaces ----
 
-const NAMESPACES: [(Row, Flags, &str); 8] = [
-    (namespace_row("CLONE_NEWNS"), Flags::NEWNS, "mnt"),
-    (namespace_row("CLONE_NEWUTS"), Flags::NEWUTS, "uts"),
-    (namespace_row("CLONE_NEWIPC"), Flags::NEWIPC, "ipc"),
-    (namespace_row("CLONE_NEWNET"), Flags::NEWNET, "net"),
-    (namespace_row("CLONE_NEWPID"), Flags::NEWPID, "pid"),
-    (namespace_row("CLONE_NEWCGROUP"), Flags::NEWCGROUP, "cgroup"),
-    (namespace_row("CLONE_NEWUSER"), Flags::NEWUSER, "user"),
-    (namespace_row("CLONE_NEWTIME"), Flags::NEWTIME, "time"),
+const NAMESPACES: [Row; 8] = [
+    namespace_row("CLONE_NEWNS", |_| namespace(Flags::NEWNS, "mnt")),
+    namespace_row("CLONE_NEWUTS", |_| namespace(Flags::NEWUTS, "uts")),
+    namespace_row("CLONE_NEWIPC", |_| namespace(Flags::NEWIPC, "ipc")),
+    namespace_row("CLONE_NEWNET", |_| namespace(Flags::NEWNET, "net")),
+    namespace_row("CLONE_NEWPID", |_| namespace(Flags::NEWPID, "pid")),
+    namespace_row("CLONE_NEWCGROUP", |_| namespace(Flags::NEWCGROUP, "cgroup")),
+    namespace_row("CLONE_NEWUSER", |_| namespace(Flags::NEWUSER, "user")),
+    namespace_row("CLONE_NEWTIME", |_| namespace(Flags::NEWTIME, "time")),
 ];
 
-const fn namespace_row(flag: &'static str) -> Row {
+const fn namespace_row(
+    flag: &'static str,
+    show: fn(&mut Vec<String>) -> Result<Seen, Error>,
+) -> Row {
     Row {
         flag,
         shown_by: "the child's /proc/self/ns/ inode against ours",
         expect_with: "new",
         expect_without: "ours",
+        show,
     }
+}
+
+/// The namespace `name` of a child cloned with `flag`, then without it, against ours.
+fn namespace(flag: Flags, name: &str) -> Result<Seen, Error> {
+    let link = format!("/proc/self/ns/{name}");
+    let ours = match stat(link.as_str()) {
+        Ok(st) => st.st_ino,
+        Err(e) => return Ok(Seen::NotShown(format!("{link}: {e} (no such namespace here)"))),
+    };
+    Ok(match namespace_seen(flag, &link, ours)? {
+        Ok(with) => match namespace_seen(Flags::NONE, &link, ours)? {
+            Ok(without) => Seen::Both(with, without),
+            Err(errno) => Seen::NotShown(format!("clone3 without it: {errno}")),
+        },
+        Err(Errno::EPERM) => Seen::NotShown("EPERM: it needs root".into()),
+        Err(errno) => Seen::NotShown(format!("the kernel refused it: {}", errno.desc())),
+    })
 }
 
 /// A clone3 child with `flags` compares the inode of `/proc/self/ns/<name>` with `ours`.
 fn namespace_seen(flags: Flags, link: &str, ours: u64) -> Result<Result<String, Errno>, Error> {
-    let child =
+    let mut child =
         match clone3_child(&CloneArgs::new(Signal::SIGCHLD).flags(flags), || match stat(link) {
             Ok(st) if st.st_ino == ours => 1,
             Ok(_) => 0,
@@ -332,34 +419,11 @@ fn namespace_seen(flags: Flags, link: &str, ours: u64) -> Result<Result<String, 
             Err(Error::Sys { errno, .. }) => return Ok(Err(errno)),
             Err(e) => return Err(e),
         };
-    Ok(Ok(match reap(child.into_pid())?.outcome {
+    Ok(Ok(match child.reap()?.outcome {
         Outcome::Exited(0) => "new".into(),
         Outcome::Exited(1) => "ours".into(),
         other => format!("child {other}"),
     }))
-}
-
-fn namespace_step(table: &mut Table) -> Result<(), Error> {
-    for (row, flag, name) in &NAMESPACES {
-        let link = format!("/proc/self/ns/{name}");
-        let ours = match stat(link.as_str()) {
-            Ok(st) => st.st_ino,
-            Err(e) => {
-                table.print(row, Seen::NotShown(format!("{link}: {e} (no such namespace here)")));
-                continue;
-            }
-        };
-        let seen = match namespace_seen(*flag, &link, ours)? {
-            Ok(with) => match namespace_seen(Flags::NONE, &link, ours)? {
-                Ok(without) => Seen::Both(with, without),
-                Err(errno) => Seen::NotShown(format!("clone3 without it: {errno}")),
-            },
-            Err(Errno::EPERM) => Seen::NotShown("EPERM: it needs root".into()),
-            Err(errno) => Seen::NotShown(format!("the kernel refused it: {}", errno.desc())),
-        };
-        table.print(row, seen);
-    }
-    Ok(())
 }
 
 // ---- 4. The child's place ----
@@ -370,36 +434,42 @@ const PLACE: [Row; 6] = [
         shown_by: "whose child a child's child is",
         expect_with: "its grandparent's",
         expect_without: "its parent's",
+        show: |_| parent_row(),
     },
     Row {
         flag: "CLONE_VFORK",
         shown_by: "when the parent goes on (child: 200 ms)",
         expect_with: "after the child",
         expect_without: "at once",
+        show: |_| vfork_row(),
     },
     Row {
         flag: "CLONE_PIDFD",
         shown_by: "what clone3 returns besides the pid",
         expect_with: "a pidfd for it",
         expect_without: "nothing",
+        show: |_| pidfd_row(),
     },
     Row {
         flag: "CLONE_INTO_CGROUP",
         shown_by: "the child's cgroup as it starts",
         expect_with: "the one given",
         expect_without: "ours",
+        show: into_cgroup_row,
     },
     Row {
         flag: "CLONE_CLEAR_SIGHAND",
         shown_by: "the child's SIGUSR2, which we catch",
         expect_with: "default",
         expect_without: "caught",
+        show: |_| clear_sighand_row(),
     },
     Row {
         flag: "CLONE_DETACHED",
         shown_by: "clone3 (clone(2) ignores it)",
         expect_with: "EINVAL",
         expect_without: "child",
+        show: |_| detached_row(),
     },
 ];
 
@@ -413,10 +483,10 @@ fn waits_for_sigusr1() -> i32 {
 }
 
 /// Runs `look` on a child that waits for SIGUSR1, then lets it end and reaps it.
-fn while_waiting(pid: Pid, look: impl FnOnce() -> String) -> Result<String, Error> {
-    let seen = look();
-    send(pid, Signal::SIGUSR1)?;
-    reap(pid)?;
+fn while_waiting(mut child: Child, look: impl FnOnce(Pid) -> String) -> Result<String, Error> {
+    let seen = look(child.pid());
+    send(child.pid(), Signal::SIGUSR1)?;
+    child.reap()?;
     Ok(seen)
 }
 
@@ -428,7 +498,7 @@ fn parent_row() -> Result<Seen, Error> {
         // refusal of sharing flags formats a message; with these flags that path is never
         // taken, and the rest of it (a thread count read into a stack buffer, clone3)
         // allocates nothing.
-        let middle = fork_child(|| {
+        let mut middle = fork_child(|| {
             // clone3 wants exit signal 0 with CLONE_PARENT: the child takes its parent's.
             let exit_signal = if flags == Flags::PARENT { 0 } else { Signal::SIGCHLD as u64 };
             let args = CloneArgs::with_exit_signal(exit_signal).flags(flags);
@@ -441,7 +511,7 @@ fn parent_row() -> Result<Seen, Error> {
                 Err(_) => 2,
             }
         })?;
-        let said = reap(middle)?.outcome;
+        let said = middle.reap()?.outcome;
         // With CLONE_PARENT the grandchild is ours to reap.
         let ours = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
             Ok(WaitStatus::Exited(..)) => true,
@@ -464,9 +534,10 @@ fn vfork_row() -> Result<Seen, Error> {
         0
     };
     let started = Instant::now();
-    let pid = clone_child(&mut sleeper, &mut stack, CloneFlags::CLONE_VFORK, Signal::SIGCHLD)?;
+    let mut child =
+        clone_child(&mut sleeper, &mut stack, CloneFlags::CLONE_VFORK, Signal::SIGCHLD)?;
     let suspended = started.elapsed();
-    reap(pid)?;
+    child.reap()?;
     let with = if suspended >= Duration::from_millis(200) {
         "after the child".to_string()
     } else {
@@ -474,8 +545,8 @@ fn vfork_row() -> Result<Seen, Error> {
     };
     // Without it: the child cannot end before our signal, so if clone returns, it was at once.
     let mut waiter = waits_for_sigusr1;
-    let pid = clone_child(&mut waiter, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
-    let without = while_waiting(pid, || {
+    let child = clone_child(&mut waiter, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
+    let without = while_waiting(child, |pid| {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => "at once",
             _ => "after the child",
@@ -487,7 +558,7 @@ fn vfork_row() -> Result<Seen, Error> {
 
 fn pidfd_row() -> Result<Seen, Error> {
     let look = |args: CloneArgs| -> Result<String, Error> {
-        let child = clone3_child(&args, || 0)?;
+        let mut child = clone3_child(&args, || 0)?;
         let pid = child.pid();
         let seen = match child.pidfd() {
             Some(pidfd) => {
@@ -502,7 +573,7 @@ fn pidfd_row() -> Result<Seen, Error> {
             }
             None => "nothing".into(),
         };
-        reap(child.into_pid())?;
+        child.reap()?;
         Ok(seen)
     };
     Ok(Seen::Both(
@@ -511,13 +582,14 @@ fn pidfd_row() -> Result<Seen, Error> {
     ))
 }
 
-/// The row, and what was done to the cgroup tree for it (created, enabled, removed).
-fn into_cgroup_row() -> Result<(Seen, Vec<String>), Error> {
-    let (target, mut notes) = match cgroup::prepare("pids", None, None) {
+/// The row; what was done to the cgroup tree for it (created, enabled, removed) goes into
+/// `notes`.
+fn into_cgroup_row(notes: &mut Vec<String>) -> Result<Seen, Error> {
+    let (target, prepared) = match cgroup::prepare("pids", None, None) {
         Ok(prepared) => prepared,
         Err(Error::CannotRun(why)) => {
             let why = why.split(" (").next().unwrap_or_default();
-            return Ok((Seen::NotShown(format!("it needs root and cgroup v2: {why}")), vec![]));
+            return Ok(Seen::NotShown(format!("it needs root and cgroup v2: {why}")));
         }
         Err(e) => return Err(e),
     };
@@ -525,9 +597,8 @@ fn into_cgroup_row() -> Result<(Seen, Vec<String>), Error> {
         let dir = target.open_path()?;
         let look = |args: CloneArgs| -> Result<String, Error> {
             let child = clone3_child(&args, waits_for_sigusr1)?;
-            let pid = child.into_pid();
             let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-            while_waiting(pid, || {
+            while_waiting(child, |pid| {
                 let theirs =
                     std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
                 let name = target.path().file_name().map(|n| n.to_string_lossy().into_owned());
@@ -543,17 +614,18 @@ fn into_cgroup_row() -> Result<(Seen, Vec<String>), Error> {
             look(CloneArgs::new(Signal::SIGCHLD))?,
         ))
     })();
-    let path = target.path().display().to_string();
-    target.remove()?;
-    notes.push(format!("removed {path}"));
-    Ok((seen?, notes))
+    notes.extend(prepared);
+    if let Some(path) = target.remove()? {
+        notes.push(format!("removed {}", path.display()));
+    }
+    seen
 }
 
 fn clear_sighand_row() -> Result<Seen, Error> {
     set_disposition(Signal::SIGUSR2, Disposition::Caught)?;
     let look = |flags: Flags| -> Result<Result<String, Errno>, Error> {
         let args = CloneArgs::new(Signal::SIGCHLD).flags(flags);
-        let child = match clone3_child(&args, || match disposition(Signal::SIGUSR2) {
+        let mut child = match clone3_child(&args, || match disposition(Signal::SIGUSR2) {
             Ok(Disposition::Default) => 0,
             Ok(Disposition::Caught) => 1,
             _ => 2,
@@ -562,7 +634,7 @@ fn clear_sighand_row() -> Result<Seen, Error> {
             Err(Error::Sys { errno, .. }) => return Ok(Err(errno)),
             Err(e) => return Err(e),
         };
-        Ok(Ok(match reap(child.into_pid())?.outcome {
+        Ok(Ok(match child.reap()?.outcome {
             Outcome::Exited(0) => "default".into(),
             Outcome::Exited(1) => "caught".into(),
             other => format!("child {other}"),
@@ -585,7 +657,7 @@ fn detached_row() -> Result<Seen, Error> {
     // clone(2) still takes it, as a flag it ignores; clone3 refuses it.
     let mut stack = ChildStack::new(64 << 10)?;
     #[allow(deprecated)] // nix marks it obsolete, which is what this row shows
-    let ignored = vfork_child(&mut || 0, &mut stack, CloneFlags::CLONE_DETACHED)?;
+    let ignored = vfork_child(&mut || 0, &mut stack, CloneFlags::CLONE_DETACHED)?.reap()?;
     if ignored.outcome != Outcome::Exited(0) {
         return Err(Error::Failed(format!("clone(CLONE_DETACHED): the child {}", ignored.outcome)));
     }
@@ -593,6 +665,20 @@ fn detached_row() -> Result<Seen, Error> {
         word(try_clone3(&CloneArgs::new(Signal::SIGCHLD).flags(Flags::DETACHED))?),
         word(try_clone3(&CloneArgs::new(Signal::SIGCHLD))?),
     ))
+}
+
+// ---- 5. Tracing ----
+
+const TRACING: [Row; 2] = [tracing_row("CLONE_PTRACE"), tracing_row("CLONE_UNTRACED")];
+
+const fn tracing_row(flag: &'static str) -> Row {
+    Row {
+        flag,
+        shown_by: "a tracer",
+        expect_with: "",
+        expect_without: "",
+        show: |_| Ok(Seen::NotShown("it concerns a traced parent; none is traced here".into())),
+    }
 }
 
 fn run(args: &[String]) -> Result<Summary, Error> {
@@ -619,8 +705,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     println!("parent[{me}]: 1. what a child shares (each child runs with CLONE_VFORK added)");
     header();
     for row in &SHARING {
-        let seen = sharing_row(row)?;
-        table.print(row, seen);
+        table.show(row)?;
     }
 
     watch.stop_if_interrupted()?;
@@ -628,44 +713,33 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     // 2. What makes a thread: glibc's flags, with and without the one shown.
     println!("parent[{me}]: 2. what makes a thread (glibc's pthread_create flags, one changed)");
     for row in &THREAD {
-        let seen = thread_row(row)?;
-        table.print(row, seen);
+        table.show(row)?;
     }
 
     watch.stop_if_interrupted()?;
 
     // 3. The namespaces: a new one has a new inode.
     println!("parent[{me}]: 3. the namespaces");
-    namespace_step(&mut table)?;
+    for row in &NAMESPACES {
+        table.show(row)?;
+    }
 
     watch.stop_if_interrupted()?;
 
     // 4. The child's place: its parent, when we go on, what we get back, where it starts.
     println!("parent[{me}]: 4. the child's place");
-    let seen = parent_row()?;
-    table.print(&PLACE[0], seen);
-    let seen = vfork_row()?;
-    table.print(&PLACE[1], seen);
-    let seen = pidfd_row()?;
-    table.print(&PLACE[2], seen);
-    let (seen, notes) = into_cgroup_row()?;
-    table.print(&PLACE[3], seen);
-    for note in notes {
-        println!("parent[{me}]: 4. {note}");
+    for row in &PLACE {
+        for note in table.show(row)? {
+            println!("parent[{me}]: 4. {note}");
+        }
     }
-    let seen = clear_sighand_row()?;
-    table.print(&PLACE[4], seen);
-    let seen = detached_row()?;
-    table.print(&PLACE[5], seen);
 
     watch.stop_if_interrupted()?;
 
     // 5. The flags for a traced parent, which this program is not.
     println!("parent[{me}]: 5. tracing");
-    for flag in ["CLONE_PTRACE", "CLONE_UNTRACED"] {
-        let row = Row { flag, shown_by: "a tracer", expect_with: "", expect_without: "" };
-        table
-            .print(&row, Seen::NotShown("it concerns a traced parent; none is traced here".into()));
+    for row in &TRACING {
+        table.show(row)?;
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None)
         .map_err(|e| Error::sys("sigprocmask", e))?;

@@ -12,11 +12,11 @@
 //! it without the flag; exit status 0.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::memory::ChildStack;
-use clone_cgroup::process::{clone_child, fork_child, Child};
+use clone_cgroup::process::{clone_child, fork_child, Child, Waited};
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -44,13 +44,13 @@ fn wait_word(pid: Pid, flags: WaitPidFlag) -> String {
     }
 }
 
-/// Waits until `watch` takes `signal` from `pid`: the child has ended (its exit signal) or,
-/// for an ordinary child, sent SIGCHLD. Then its end is certain before we look.
-fn ended(watch: &SignalWatch, signal: Signal, pid: Pid) -> Result<(), Error> {
-    match watch.expect(signal, pid, Instant::now() + TIMEOUT)? {
-        Some(r) if r.signal == signal => Ok(()),
-        Some(r) if r.is_interruption() => Err(Error::Interrupted(r.signal)),
-        _ => Err(Error::Failed(format!("child {pid} did not end within {TIMEOUT:?}"))),
+/// Waits until `child` has ended and returns its pid: `signal`, its exit signal, came from
+/// it (SIGCHLD for an ordinary child). Then its end is certain before we look.
+fn ended(watch: &SignalWatch, child: &mut Child, signal: Signal) -> Result<Pid, Error> {
+    let pid = child.pid();
+    match child.wait_for_signal(watch, signal, TIMEOUT)? {
+        Waited::TimeUp => Err(Error::Failed(format!("child {pid} did not end within {TIMEOUT:?}"))),
+        Waited::SignalCame | Waited::ChildEnded => Ok(pid),
     }
 }
 
@@ -65,42 +65,43 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     // 1. A clone child: clone() with SIGUSR1 as its exit signal. Once it has ended, plain
     //    waitpid does not see it.
-    let pid = clone_child(&mut exit_at_once, &mut stack, CloneFlags::empty(), Signal::SIGUSR1)?;
-    let mut guard = Child::adopt(pid);
-    ended(&watch, Signal::SIGUSR1, pid)?;
+    let mut child =
+        clone_child(&mut exit_at_once, &mut stack, CloneFlags::empty(), Signal::SIGUSR1)?;
+    let pid = ended(&watch, &mut child, Signal::SIGUSR1)?;
     let plain = wait_word(pid, WaitPidFlag::empty());
     println!("parent[{me}]: 1. clone child {pid} (exit signal SIGUSR1) has ended; waitpid(pid, 0): {plain}");
 
     // 2. __WCLONE: clone children only. It reaps this one.
     let wclone = wait_word(pid, WaitPidFlag::__WCLONE);
     println!("parent[{me}]: 2. waitpid(pid, __WCLONE): {wclone}");
-    let _ = guard.into_pid();
+    // Reaped by hand above: no longer ours to reap.
+    let _ = child.into_pid();
 
     // 3. __WALL: every child, whatever its exit signal.
-    let pid = clone_child(&mut exit_at_once, &mut stack, CloneFlags::empty(), Signal::SIGUSR1)?;
-    guard = Child::adopt(pid);
-    ended(&watch, Signal::SIGUSR1, pid)?;
+    let mut child =
+        clone_child(&mut exit_at_once, &mut stack, CloneFlags::empty(), Signal::SIGUSR1)?;
+    let pid = ended(&watch, &mut child, Signal::SIGUSR1)?;
     let wall = wait_word(pid, WaitPidFlag::__WALL);
     println!("parent[{me}]: 3. another clone child {pid}; waitpid(pid, __WALL): {wall}");
-    let _ = guard.into_pid();
+    // Reaped by hand above: no longer ours to reap.
+    let _ = child.into_pid();
 
     // 4. An ordinary child (fork: SIGCHLD) is not a clone child: __WCLONE does not see it.
-    let pid = fork_child(|| 0)?;
-    guard = Child::adopt(pid);
-    ended(&watch, Signal::SIGCHLD, pid)?;
+    let mut child = fork_child(|| 0)?;
+    let pid = ended(&watch, &mut child, Signal::SIGCHLD)?;
     let wclone_ordinary = wait_word(pid, WaitPidFlag::__WCLONE);
     let plain_ordinary = wait_word(pid, WaitPidFlag::empty());
     println!(
         "parent[{me}]: 4. ordinary child {pid}; waitpid(pid, __WCLONE): {wclone_ordinary}; \
          waitpid(pid, 0): {plain_ordinary}"
     );
-    let _ = guard.into_pid();
+    // Reaped by hand above: no longer ours to reap.
+    let _ = child.into_pid();
 
     // 5. A child of this (main) thread, and a second thread that waits for it: with
     //    __WNOTHREAD it may not; without, it may, and reaps it.
-    let pid = fork_child(|| 0)?;
-    guard = Child::adopt(pid);
-    ended(&watch, Signal::SIGCHLD, pid)?;
+    let mut child = fork_child(|| 0)?;
+    let pid = ended(&watch, &mut child, Signal::SIGCHLD)?;
     let (wnothread, sibling) = std::thread::scope(|scope| {
         let thread = scope.spawn(|| {
             let wnothread = wait_word(pid, WaitPidFlag::__WNOTHREAD | WaitPidFlag::WNOHANG);
@@ -108,7 +109,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         });
         thread.join().unwrap_or_else(|_| ("panicked".into(), "panicked".into()))
     });
-    let _ = guard.into_pid();
+    // Reaped by hand above: no longer ours to reap.
+    let _ = child.into_pid();
     println!(
         "parent[{me}]: 5. a second thread, for the main thread's child {pid}: \
          waitpid(pid, __WNOTHREAD): {wnothread}; waitpid(pid, 0): {sibling}"

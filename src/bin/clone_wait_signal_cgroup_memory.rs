@@ -23,12 +23,12 @@ use clone_cgroup::cgroup;
 use clone_cgroup::child_say;
 use clone_cgroup::cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
 use clone_cgroup::memory::{self, pages_word, ChildStack, MOVED_CHILD_STACK_SIZE};
-use clone_cgroup::process::{clone_child, describe_status, die_with_parent, Child};
+use clone_cgroup::process::{clone_child, describe_status, die_with_parent, Waited};
 use clone_cgroup::sync::{self, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
 use clone_cgroup::Error;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
-use nix::unistd::getpid;
+use nix::unistd::{getpid, Pid};
 
 pub const SCENARIO: Scenario = Scenario {
     name: "clone_wait_signal_cgroup_memory",
@@ -45,6 +45,42 @@ const CHILD_SETUP_FAILED: i32 = 70;
 // `pub`, like SCENARIO: clone_wait_signal_cgroup_memory_fail holds this file as its module `story`.
 pub fn main() -> ExitCode {
     SCENARIO.main(|args| run(SCENARIO.name, Claim::Survives, args))
+}
+
+/// The child's side of the story (steps 3, 5 and 6), under the rule for child code. It ends
+/// with 0, or with [`CHILD_SETUP_FAILED`] where it could not play its part (and says why).
+fn child_side(parent: Pid, alloc: usize, timeout: Duration) -> i32 {
+    die_with_parent(parent);
+    let me = getpid();
+    // 3. Everything that costs memory, while still in the parent's cgroup; then "ready".
+    let mut buffer = match memory::warm_up(alloc) {
+        Ok(buffer) => buffer,
+        Err(e) => {
+            child_say!("child[{me}]: cannot reserve {alloc} bytes: {e}");
+            return CHILD_SETUP_FAILED;
+        }
+    };
+    child_say!("child[{me}]: 3. warmed up, reserved {alloc} bytes; SIGUSR2 to {parent}: ready");
+    // 5. SIGUSR1 means "moved". Bounded: a parent that never answers does not leave us
+    //    waiting forever.
+    let go = SigSet::from_iter([PARENT_TO_CHILD]);
+    let told = sync::send(parent, CHILD_TO_PARENT)
+        .and_then(|()| sync::wait_signal(&go, Instant::now() + timeout));
+    if !matches!(told, Ok(Some(_))) {
+        child_say!("child[{me}]: no SIGUSR1 within {} s; giving up", timeout.as_secs());
+        return CHILD_SETUP_FAILED;
+    }
+    child_say!("child[{me}]: 5. got SIGUSR1: moved; writing {alloc} bytes of new memory");
+    let pages = buffer.touch(alloc);
+    // 6. (Only a child that fits gets here.) "done": a signal queued from inside the cgroup.
+    child_say!(
+        "child[{me}]: 6. wrote {alloc} bytes ({pages} new {}); SIGUSR2: done",
+        pages_word(pages)
+    );
+    match sync::send(parent, CHILD_TO_PARENT) {
+        Ok(()) => 0,
+        Err(_) => CHILD_SETUP_FAILED,
+    }
 }
 
 /// The story, for the small child and (from clone_wait_signal_cgroup_memory_fail) the big one.
@@ -66,97 +102,27 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     for note in notes {
         println!("parent[{me}]: 1. {note}");
     }
-    let swap = cgroup.limit_memory(options.limit)?;
-    println!(
-        "parent[{me}]: 1. memory.max = {}{}",
-        cgroup.read("memory.max")?.trim(),
-        if swap { ", memory.swap.max = 0" } else { "" }
-    );
+    println!("parent[{me}]: 1. {}", cgroup.limit_memory(options.limit)?);
     let events_before = cgroup.memory_events()?;
-    if let Some(signal) = watch.pending_interruption()? {
-        return Err(Error::Interrupted(signal));
-    }
+    watch.stop_if_interrupted()?;
 
     // 2. Clone an ordinary child, with a copy of our memory and our blocked mask.
     let mut stack = ChildStack::new(MOVED_CHILD_STACK_SIZE)?;
-    let mut go = SigSet::empty();
-    go.add(PARENT_TO_CHILD);
-    let mut body = || {
-        die_with_parent(me);
-        // 3. Everything that costs memory, while still in our cgroup; then "ready".
-        let mut buffer = match memory::warm_up(alloc as usize) {
-            Ok(buffer) => buffer,
-            Err(e) => {
-                child_say!("child[{}]: cannot reserve {alloc} bytes: {e}", getpid());
-                return CHILD_SETUP_FAILED;
-            }
-        };
-        child_say!(
-            "child[{}]: 3. warmed up, reserved {alloc} bytes; SIGUSR2 to {me}: ready",
-            getpid()
-        );
-        if sync::send(me, CHILD_TO_PARENT).is_err() {
-            return CHILD_SETUP_FAILED;
-        }
-        // 5. SIGUSR1 means "moved". Bounded: a parent that never answers does not leave us
-        //    waiting forever.
-        if !matches!(sync::wait_signal(&go, Instant::now() + timeout), Ok(Some(_))) {
-            child_say!("child[{}]: no SIGUSR1 within {} s; giving up", getpid(), timeout.as_secs());
-            return CHILD_SETUP_FAILED;
-        }
-        child_say!(
-            "child[{}]: 5. got SIGUSR1: moved; writing {alloc} bytes of new memory",
-            getpid()
-        );
-        let pages = buffer.touch(alloc as usize);
-        // 6. (Only a child that fits gets here.) "done": a signal queued from inside the cgroup.
-        child_say!(
-            "child[{}]: 6. wrote {alloc} bytes ({pages} new {}); SIGUSR2: done",
-            getpid(),
-            pages_word(pages)
-        );
-        if sync::send(me, CHILD_TO_PARENT).is_err() {
-            return CHILD_SETUP_FAILED;
-        }
-        0
-    };
-    let pid = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
+    let mut body = || child_side(me, alloc as usize, timeout);
+    let mut child = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
     let cloned = Instant::now();
-    let mut child = Child::adopt(pid);
+    let pid = child.pid();
     println!("parent[{me}]: 2. clone() returned child {pid}");
 
     // 4. Wait, bounded, for "ready"; let the child wait --delay ms to show that timing no
     //    longer matters; move it (write its pid to cgroup.procs); say "go".
-    let mut in_cgroup = None;
-    match watch.expect(CHILD_TO_PARENT, pid, Instant::now() + timeout)? {
-        Some(r) if r.is_interruption() => return Err(child.interrupted(r.signal)),
-        Some(r) if r.signal == CHILD_TO_PARENT => {
-            println!("parent[{me}]: 4. got SIGUSR2 from {pid}: ready");
-            let early = if options.delay.is_zero() {
-                None
-            } else {
-                println!("parent[{me}]: 4. keeping it waiting {} ms", options.delay.as_millis());
-                watch.pause(options.delay)?
-            };
-            match early {
-                Some(r) if r.is_interruption() => return Err(child.interrupted(r.signal)),
-                Some(_) => {
-                    println!("parent[{me}]: 4. child {pid} ended while it waited; not moved")
-                }
-                None => {
-                    cgroup.add_process(pid)?;
-                    in_cgroup = Some(cloned.elapsed());
-                    println!(
-                        "parent[{me}]: 4. moved it into {}; cgroup.procs lists {:?}; SIGUSR1 to {pid}",
-                        cgroup.path().display(),
-                        cgroup.processes()?
-                    );
-                    sync::send(pid, PARENT_TO_CHILD)?;
-                }
-            }
+    let said_ready = child.wait_for_signal(&watch, CHILD_TO_PARENT, timeout)?;
+    match said_ready {
+        Waited::SignalCame => println!("parent[{me}]: 4. got SIGUSR2 from {pid}: ready"),
+        Waited::ChildEnded => {
+            println!("parent[{me}]: 4. child {pid} ended before it said ready; not moved")
         }
-        Some(_) => println!("parent[{me}]: 4. child {pid} ended before it said ready; not moved"),
-        None => {
+        Waited::TimeUp => {
             let ended = child.kill_and_reap()?;
             println!(
                 "parent[{me}]: 4. no ready signal from {pid} within {timeout:?}; killed it: {:?}",
@@ -165,15 +131,30 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
             return Err(Error::Failed(format!("child {pid} never said ready within {timeout:?}")));
         }
     }
-
-    // 7. Wait for the end, bounded, noting whether "done" arrived before it. A child that
-    //    ended quickly may have left its "done" pending still: take that too.
-    let mut done = false;
-    let mut note_done = |r: sync::Received| done |= r.signal == CHILD_TO_PARENT && r.sender == pid;
-    let ended = child.wait(&watch, timeout, &mut note_done)?;
-    while let Some(r) = watch.next(Instant::now())? {
-        note_done(r);
+    let mut still_waiting = said_ready == Waited::SignalCame;
+    if still_waiting && !options.delay.is_zero() {
+        println!("parent[{me}]: 4. keeping it waiting {} ms", options.delay.as_millis());
+        still_waiting = child.still_running_after(&watch, options.delay)?;
+        if !still_waiting {
+            println!("parent[{me}]: 4. child {pid} ended while it waited; not moved");
+        }
     }
+    let mut in_cgroup = None;
+    if still_waiting {
+        cgroup.add_process(pid)?;
+        in_cgroup = Some(cloned.elapsed());
+        println!(
+            "parent[{me}]: 4. moved it into {}; cgroup.procs lists {:?}; SIGUSR1 to {pid}",
+            cgroup.path().display(),
+            cgroup.processes()?
+        );
+        sync::send(pid, PARENT_TO_CHILD)?;
+    }
+
+    // 7. Wait for the end, bounded, noting whether "done" arrived before it.
+    let mut done = false;
+    let note_done = |r: sync::Received| done |= r.signal == CHILD_TO_PARENT && r.sender == pid;
+    let ended = child.wait(&watch, timeout, note_done)?;
     println!("parent[{me}]: 7. waitpid: {:?}", ended.status);
     println!("parent[{me}]:    {}: {}", describe_status(ended.status), ended.outcome);
     println!(
@@ -194,9 +175,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     }
 
     // 9. Remove the cgroup (if it is ours): it is empty now that the child is reaped.
-    let path = cgroup.path().to_path_buf();
-    if cgroup.is_owned() {
-        cgroup.remove()?;
+    if let Some(path) = cgroup.remove()? {
         println!("parent[{me}]: 9. removed {}", path.display());
     }
     let done_held = done || claim == Claim::KilledByKernel;

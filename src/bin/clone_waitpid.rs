@@ -18,7 +18,7 @@ use std::time::Duration;
 use clone_cgroup::child_say;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::memory::ChildStack;
-use clone_cgroup::process::{clone_child, describe_status, Child, Outcome};
+use clone_cgroup::process::{clone_child, describe_status, Outcome};
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -86,8 +86,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             1
         }
     };
-    let pid = match clone_child(&mut body, &mut stack, flags, Signal::SIGCHLD) {
-        Ok(pid) => pid,
+    let mut child = match clone_child(&mut body, &mut stack, flags, Signal::SIGCHLD) {
+        Ok(child) => child,
         Err(Error::Sys { errno: Errno::EPERM | Errno::ENOSPC | Errno::EUSERS, .. })
             if flags.contains(CloneFlags::CLONE_NEWUSER) =>
         {
@@ -100,7 +100,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         }
         Err(e) => return Err(e),
     };
-    let mut child = Child::adopt(pid);
+    let pid = child.pid();
     println!("parent[{me}]: 2. clone({flags:?}) returned child {pid}");
 
     // 5. Bounded wait: the child ends at once, so 10 s means something went wrong.

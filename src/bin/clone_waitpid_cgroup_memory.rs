@@ -26,7 +26,7 @@ use clone_cgroup::cgroup::{self, MemoryEvidence};
 use clone_cgroup::child_say;
 use clone_cgroup::cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
 use clone_cgroup::memory::{self, pages_word, ChildStack, MOVED_CHILD_STACK_SIZE};
-use clone_cgroup::process::{clone_child, describe_status, die_with_parent, Child};
+use clone_cgroup::process::{clone_child, describe_status, die_with_parent};
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::sched::CloneFlags;
@@ -107,6 +107,35 @@ fn judge_bet(moved: &Move, delay: Duration, evidence: &MemoryEvidence) -> (bool,
     }
 }
 
+/// The child's side of the story (steps 3, 5 and 6), under the rule for child code. It ends
+/// with 0, or with [`CHILD_SETUP_FAILED`] where it could not reserve its buffer (and says so).
+fn child_side(parent: Pid, alloc: usize, delay: Duration) -> i32 {
+    die_with_parent(parent);
+    let me = getpid();
+    // 3. Everything that costs memory, while still in the parent's cgroup; then park.
+    let mut buffer = match memory::warm_up(alloc) {
+        Ok(buffer) => buffer,
+        Err(e) => {
+            child_say!("child[{me}]: cannot reserve {alloc} bytes: {e}");
+            return CHILD_SETUP_FAILED;
+        }
+    };
+    child_say!(
+        "child[{me}]: 3. warmed up, reserved {alloc} bytes; sleeping {} ms",
+        delay.as_millis()
+    );
+    std::thread::sleep(delay);
+    // 5. Whatever cgroup we are in now pays for these pages.
+    child_say!("child[{me}]: 5. awake; writing {alloc} bytes of new memory");
+    let pages = buffer.touch(alloc);
+    // 6. (Only a child that fits gets here.)
+    child_say!(
+        "child[{me}]: 6. wrote {alloc} bytes ({pages} new {}); exiting 0",
+        pages_word(pages)
+    );
+    0
+}
+
 /// The story, for the small child and (from clone_waitpid_cgroup_memory_fail) the big one.
 pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Error> {
     let options = MemoryOptions::parse(args, claim.defaults(DEFAULT_DELAY))?;
@@ -122,76 +151,37 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     for note in notes {
         println!("parent[{me}]: 1. {note}");
     }
-    let swap = cgroup.limit_memory(options.limit)?;
-    println!(
-        "parent[{me}]: 1. memory.max = {}{}",
-        cgroup.read("memory.max")?.trim(),
-        if swap { ", memory.swap.max = 0" } else { "" }
-    );
+    println!("parent[{me}]: 1. {}", cgroup.limit_memory(options.limit)?);
     let events_before = cgroup.memory_events()?;
-    if let Some(signal) = watch.pending_interruption()? {
-        return Err(Error::Interrupted(signal));
-    }
+    watch.stop_if_interrupted()?;
 
     // 2. Clone. No CLONE_* flags: an ordinary child with a copy of our memory. Its sleep
     //    cannot end before `delay` after this instant.
     let mut stack = ChildStack::new(MOVED_CHILD_STACK_SIZE)?;
-    let mut body = || {
-        die_with_parent(me);
-        // 3. Everything that costs memory, while still in our cgroup; then park.
-        let mut buffer = match memory::warm_up(alloc as usize) {
-            Ok(buffer) => buffer,
-            Err(e) => {
-                child_say!("child[{}]: cannot reserve {alloc} bytes: {e}", getpid());
-                return CHILD_SETUP_FAILED;
-            }
-        };
-        child_say!(
-            "child[{}]: 3. warmed up, reserved {alloc} bytes; sleeping {} ms",
-            getpid(),
-            delay.as_millis()
-        );
-        std::thread::sleep(delay);
-        // 5. Whatever cgroup we are in now pays for these pages.
-        child_say!("child[{}]: 5. awake; writing {alloc} bytes of new memory", getpid());
-        let pages = buffer.touch(alloc as usize);
-        // 6. (Only a child that fits gets here.)
-        child_say!(
-            "child[{}]: 6. wrote {alloc} bytes ({pages} new {}); exiting 0",
-            getpid(),
-            pages_word(pages)
-        );
-        0
-    };
-    let mut in_cgroup = None;
+    let mut body = || child_side(me, alloc as usize, delay);
     let before_clone = Instant::now();
-    let pid = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
+    let mut child = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
     let cloned = Instant::now();
-    let mut child = Child::adopt(pid);
+    let pid = child.pid();
     println!("parent[{me}]: 2. clone() returned child {pid}");
 
     // 4. The bet on timing: after half the child's delay it should be parked (S, sleeping).
     //    Write its pid to cgroup.procs: from now on its new pages are charged there.
-    let moved = match watch.pause(delay / 2)? {
-        Some(r) if r.is_interruption() => return Err(child.interrupted(r.signal)),
-        Some(_) => {
-            println!("parent[{me}]: 4. child {pid} ended before it was moved");
-            None
-        }
-        None => {
-            let state = state_of(pid);
-            cgroup.add_process(pid)?;
-            let moved = Move { state, done_after: before_clone.elapsed() };
-            in_cgroup = Some(cloned.elapsed());
-            println!(
-                "parent[{me}]: 4. moved child {pid} (state {state} at the move) into {}; \
-                 cgroup.procs lists {:?}",
-                cgroup.path().display(),
-                cgroup.processes()?
-            );
-            Some(moved)
-        }
-    };
+    let (mut moved, mut in_cgroup) = (None, None);
+    if child.still_running_after(&watch, delay / 2)? {
+        let state = state_of(pid);
+        cgroup.add_process(pid)?;
+        moved = Some(Move { state, done_after: before_clone.elapsed() });
+        in_cgroup = Some(cloned.elapsed());
+        println!(
+            "parent[{me}]: 4. moved child {pid} (state {state} at the move) into {}; \
+             cgroup.procs lists {:?}",
+            cgroup.path().display(),
+            cgroup.processes()?
+        );
+    } else {
+        println!("parent[{me}]: 4. child {pid} ended before it was moved");
+    }
 
     // 7. Wait for the end, bounded; on the deadline or a Ctrl-C the child is killed and reaped.
     let ended = child.wait(&watch, options.timeout, |_| {})?;
@@ -213,9 +203,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     println!("parent[{me}]: 8. {bet}: {why}");
 
     // 9. Remove the cgroup (if it is ours): it is empty now that the child is reaped.
-    let path = cgroup.path().to_path_buf();
-    if cgroup.is_owned() {
-        cgroup.remove()?;
+    if let Some(path) = cgroup.remove()? {
         println!("parent[{me}]: 9. removed {}", path.display());
     }
     Ok(claim

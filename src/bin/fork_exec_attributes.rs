@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use clone_cgroup::attributes::{alternate_stack, set_disposition, set_nice, Disposition};
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::memory::Reservation;
-use clone_cgroup::process::{fork_child, reap, Outcome};
+use clone_cgroup::process::{fork_child, Outcome};
 use clone_cgroup::spawn::PreparedExec;
 use clone_cgroup::Error;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
@@ -244,8 +244,8 @@ fn demonstrate(scratch: &Path) -> Result<Summary, Error> {
     // EXCEPTION to the child-code rule: this child reads /proc and formats, which allocates.
     // The parent has one thread, so the heap is consistent in the copy; no cgroup limits the
     // child, and it ends at once.
-    let fork_pid = fork_child(|| record(&probe.view(), &fork_file))?;
-    let forked = reap(fork_pid)?;
+    let mut forked = fork_child(|| record(&probe.view(), &fork_file))?;
+    let (fork_pid, forked) = (forked.pid(), forked.reap()?);
     println!(
         "parent[{me}]: 2. fork: child {fork_pid} recorded what it sees, and {}",
         forked.outcome
@@ -260,14 +260,14 @@ fn demonstrate(scratch: &Path) -> Result<Summary, Error> {
     let exec_file_text = exec_file.to_string_lossy();
     exec_args.push(&exec_file_text);
     let exec = PreparedExec::new(&exe.to_string_lossy(), &exec_args)?;
-    let exec_pid = fork_child(|| match set_unforked_attributes() {
+    let mut execed = fork_child(|| match set_unforked_attributes() {
         Ok(()) => {
             exec.exec();
             127
         }
         Err(_) => 126,
     })?;
-    let execed = reap(exec_pid)?;
+    let (exec_pid, execed) = (execed.pid(), execed.reap()?);
     println!("parent[{me}]: 3. fork, then execve of this program: child {exec_pid} recorded what it sees, and {}", execed.outcome);
 
     // 4. Each view beside the process before it, and beside the book.
@@ -276,7 +276,10 @@ fn demonstrate(scratch: &Path) -> Result<Summary, Error> {
     let mut before_exec = parent.clone();
     before_exec.insert("process ID".into(), exec_pid.to_string());
     before_exec.insert("parent process ID".into(), me.to_string());
-    let word = |kept: bool, yes: &'static str, no: &'static str| if kept { yes } else { no };
+    // "inherited / not": what the book says, then what was seen.
+    let words = |book: bool, seen: bool, kept: &str| {
+        format!("{} / {}", if book { kept } else { "not" }, if seen { kept } else { "not" })
+    };
     let mut differ = Vec::new();
     println!(
         "parent[{me}]: 4. {:<28} {:<28} {:<28}",
@@ -291,16 +294,8 @@ fn demonstrate(scratch: &Path) -> Result<Summary, Error> {
         if !agrees {
             differ.push(name.replace(' ', "-"));
         }
-        let fork_words = format!(
-            "{} / {}",
-            word(book_fork, "inherited", "not"),
-            word(fork_kept, "inherited", "not")
-        );
-        let exec_words = format!(
-            "{} / {}",
-            word(book_exec, "preserved", "not"),
-            word(exec_kept, "preserved", "not")
-        );
+        let fork_words = words(book_fork, fork_kept, "inherited");
+        let exec_words = words(book_exec, exec_kept, "preserved");
         println!(
             "    {name:<28} {fork_words:<28} {exec_words:<28}{}",
             if agrees { "" } else { "  DIFFERS FROM THE BOOK" }

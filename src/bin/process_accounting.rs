@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clone_cgroup::cli::{for_each_option, unknown_option, Scenario, Summary, Verdict};
-use clone_cgroup::process::{fork_child, Child, Ended};
+use clone_cgroup::process::{fork_child, Child, Ended, Waited};
 use clone_cgroup::spawn::PreparedExec;
 use clone_cgroup::sync::{self, wait_signal, SignalWatch, CHILD_TO_PARENT};
 use clone_cgroup::Error;
@@ -72,9 +72,9 @@ impl Drop for ScratchDir {
     }
 }
 
-/// Waits, bounded, for `pid` to end and reaps it.
-fn end_of(watch: &SignalWatch, pid: Pid) -> Result<Ended, Error> {
-    Child::adopt(pid).wait(watch, TIMEOUT, |_| {})
+/// Waits, bounded, for `child` to end and reaps it: its pid and its end.
+fn end_of(watch: &SignalWatch, mut child: Child) -> Result<(Pid, Ended), Error> {
+    Ok((child.pid(), child.wait(watch, TIMEOUT, |_| {})?))
 }
 
 /// Gives the calling child its own command name, so that its record can be told apart.
@@ -94,7 +94,8 @@ fn accounting_on(path: &Path) -> Result<(), Error> {
     }
 }
 
-fn run(args: &[String]) -> Result<Summary, Error> {
+/// `--keep` and `--force`, as given.
+fn parse_options(args: &[String]) -> Result<(bool, bool), Error> {
     let (mut keep, mut force) = (false, false);
     for_each_option(args, |name, opt| {
         match name {
@@ -110,6 +111,12 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         }
         Ok(())
     })?;
+    Ok((keep, force))
+}
+
+/// Refuses where this run cannot work or would disturb the machine's own accounting (unless
+/// `force`); returns the `true` program the first child executes.
+fn refuse_unless_safe(force: bool) -> Result<&'static str, Error> {
     if !geteuid().is_root() {
         return Err(Error::cannot_run("acct needs CAP_SYS_PACCT: run it with sudo"));
     }
@@ -121,10 +128,15 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             )));
         }
     }
-    let true_path = ["/bin/true", "/usr/bin/true"]
+    ["/bin/true", "/usr/bin/true"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .ok_or_else(|| Error::cannot_run("no /bin/true or /usr/bin/true to exec"))?;
+        .ok_or_else(|| Error::cannot_run("no /bin/true or /usr/bin/true to exec"))
+}
+
+fn run(args: &[String]) -> Result<Summary, Error> {
+    let (keep, force) = parse_options(args)?;
+    let true_path = refuse_unless_safe(force)?;
     // The exec's arguments, built now: the child allocates nothing.
     let exec_true = PreparedExec::new(true_path, &[])?;
     let me = getpid();
@@ -144,42 +156,33 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     // 2. The children. Each is reaped before the next starts; the records are written at exit.
     let children = (|| -> Result<(), Error> {
         // exec replaces the program: the record shows "true" and no AFORK.
-        let pid = fork_child(|| {
+        let exec = fork_child(|| {
             exec_true.exec();
             127
         })?;
-        let ended = end_of(&watch, pid)?;
+        let (pid, ended) = end_of(&watch, exec)?;
         println!("parent[{me}]: 2. fork + exec {true_path}: child {pid}: {:?}", ended.status);
-        let pid = fork_child(|| {
-            name_myself(c"acct-exit0");
-            0
-        })?;
-        let ended = end_of(&watch, pid)?;
-        println!("parent[{me}]: 2. fork, _exit(0): child {pid}: {:?}", ended.status);
-        let pid = fork_child(|| {
-            name_myself(c"acct-exit3");
-            3
-        })?;
-        let ended = end_of(&watch, pid)?;
-        println!("parent[{me}]: 2. fork, _exit(3): child {pid}: {:?}", ended.status);
-        // Killed only once it carries its name (it says so with SIGUSR2), or its record would
-        // show ours. The SIGCHLDs of the children reaped above may still be pending: taken
-        // first, they cannot pass for this one's end.
-        if let Some(signal) = watch.pending_interruption()? {
-            return Err(Error::Interrupted(signal));
+        for (name, code) in [(c"acct-exit0", 0), (c"acct-exit3", 3)] {
+            let child = fork_child(|| {
+                name_myself(name);
+                code
+            })?;
+            let (pid, ended) = end_of(&watch, child)?;
+            println!("parent[{me}]: 2. fork, _exit({code}): child {pid}: {:?}", ended.status);
         }
+        // Killed only once it carries its name (it says so with SIGUSR2), or its record would
+        // show ours.
+        watch.stop_if_interrupted()?;
         let deadline = Instant::now() + TIMEOUT;
-        let pid = fork_child(|| {
+        let mut child = fork_child(|| {
             name_myself(c"acct-killed");
             let _ = sync::send(me, CHILD_TO_PARENT);
             let _ = wait_signal(&SigSet::empty(), deadline);
             0
         })?;
-        let mut child = Child::adopt(pid);
-        match watch.expect(CHILD_TO_PARENT, pid, deadline)? {
-            Some(r) if r.signal == CHILD_TO_PARENT => {}
-            Some(r) if r.is_interruption() => return Err(child.interrupted(r.signal)),
-            _ => return Err(Error::Failed(format!("child {pid} never said it had its name"))),
+        let pid = child.pid();
+        if child.wait_for_signal(&watch, CHILD_TO_PARENT, TIMEOUT)? != Waited::SignalCame {
+            return Err(Error::Failed(format!("child {pid} never said it had its name")));
         }
         kill(pid, Signal::SIGKILL).map_err(|e| Error::sys("kill", e))?;
         let ended = child.wait(&watch, TIMEOUT, |_| {})?;
