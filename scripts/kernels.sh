@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # kernels.sh: the stock kernels the VM boots, fetched without installing anything.
 #
-# Usage:
+# Usage: scripts/kernels.sh [--arch ARCH] COMMAND
 #   scripts/kernels.sh list                 the kernel lines this host can test, one per line
 #   scripts/kernels.sh default              the line booted when none is named
 #   scripts/kernels.sh fetch LINE [LINE...] fetch (or refresh) the kernels of these lines
@@ -11,12 +11,19 @@
 #   scripts/kernels.sh version LINE         its release string, e.g. 6.12.117+deb13-amd64
 #   scripts/kernels.sh busybox              a static busybox for the VM's initramfs
 #
+#   --arch ARCH   the architecture of the kernels and busybox, by its Debian name: amd64 or
+#                 arm64 [default: this host's]. On Debian both are fetched, whatever the host
+#                 runs; elsewhere only the host's own.
+#
 # On Debian the lines are Debian's own kernels, newest to oldest supported release:
 #
 #   bullseye   Debian 11, Linux 5.10
 #   bookworm   Debian 12, Linux 6.1
 #   trixie     Debian 13, Linux 6.12
 #   sid        Debian unstable, the newest kernel Debian has
+#
+# For arm64 the same lines but bullseye; Debian's arm64 images are uncompressed `Image`s,
+# booted as they are (qemu -M virt).
 #
 # They come from the Debian archive this host's apt already uses, through a private apt
 # configuration (its own sources, lists and cache under the cache directory): the archive's
@@ -35,6 +42,8 @@ set -euo pipefail
 cache=${VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/clone-cgroup-vm}
 max_age_days=${VM_KERNEL_MAX_AGE:-7}
 debian_lines=(bullseye bookworm trixie sid)
+case $(uname -m) in aarch64|arm64) host_arch=arm64 ;; *) host_arch=amd64 ;; esac
+arch=$host_arch
 
 die() { echo "kernels.sh: $*" >&2; exit 2; }
 say() { echo "kernels.sh: $*" >&2; }
@@ -58,12 +67,20 @@ describe() {
 }
 
 lines() {
-    if [ "$(host_id)" = debian ]; then printf '%s\n' "${debian_lines[@]}"; else echo host; fi
+    if [ "$(host_id)" = debian ]; then
+        if [ "$arch" = arm64 ]; then printf '%s\n' bookworm trixie sid; else printf '%s\n' "${debian_lines[@]}"; fi
+    elif [ "$arch" = "$host_arch" ]; then
+        echo host
+    fi
 }
+
+# Where line $1's kernel is kept: amd64's under kernels/LINE, as they always were.
+kernel_dir() { if [ "$arch" = amd64 ]; then echo "$cache/kernels/$1"; else echo "$cache/kernels/$arch-$1"; fi; }
 
 # --- the private apt configuration (Debian hosts) ----------------------------------------
 
 apt_dir=$cache/apt
+set_apt_dir() { if [ "$arch" = amd64 ]; then apt_dir=$cache/apt; else apt_dir=$cache/apt-$arch; fi; }
 
 # The URIs of the Debian archive in the host's apt sources: the repositories that serve the
 # host's own release (not its -updates or -security suites), as apt itself reads them.
@@ -75,24 +92,25 @@ host_archive_uris() {
         | awk -v release="$codename" '$2 == release && $3 == "deb" { print $1 }' | sort -u
 }
 
-private_apt_options=(
-    -o "Dir::Etc::SourceList=$apt_dir/sources.list"
-    -o "Dir::Etc::SourceParts=$apt_dir/sources.list.d"
-    -o "Dir::Etc::PreferencesParts=$apt_dir/preferences.d"
-    -o "Dir::State::Lists=$apt_dir/lists"
-    -o "Dir::Cache=$apt_dir/cache"
-    -o "Dir::State::status=/dev/null"
-    -o "APT::Architecture=amd64"
-    -o "Acquire::Languages=none"
-    -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
-    -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
-    -o "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false"
-    -o "Acquire::IndexTargets::deb::CNF::DefaultEnabled=false"
+private_apt_options() {
+    printf '%s\n' -o "Dir::Etc::SourceList=$apt_dir/sources.list" \
+    -o "Dir::Etc::SourceParts=$apt_dir/sources.list.d" \
+    -o "Dir::Etc::PreferencesParts=$apt_dir/preferences.d" \
+    -o "Dir::State::Lists=$apt_dir/lists" \
+    -o "Dir::Cache=$apt_dir/cache" \
+    -o "Dir::State::status=/dev/null" \
+    -o "APT::Architecture=$arch" \
+    -o "APT::Architectures::=$arch" \
+    -o "Acquire::Languages=none" \
+    -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false" \
+    -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false" \
+    -o "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false" \
+    -o "Acquire::IndexTargets::deb::CNF::DefaultEnabled=false" \
     -o "APT::Sandbox::User=$(id -un)"
-)
+}
 
-private_apt_get() { apt-get "${private_apt_options[@]}" "$@"; }
-private_apt_cache() { apt-cache "${private_apt_options[@]}" "$@"; }
+private_apt_get() { local o; mapfile -t o < <(private_apt_options); apt-get "${o[@]}" "$@"; }
+private_apt_cache() { local o; mapfile -t o < <(private_apt_options); apt-cache "${o[@]}" "$@"; }
 
 # Writes the private sources (the host's archive URIs, every Debian line's suite) and
 # downloads their package lists.
@@ -116,8 +134,8 @@ private_apt_update() {
 # --- fetching one line's kernel ------------------------------------------------------------
 
 # The package that holds the image of $1's current kernel, found by following the
-# metapackage's dependencies: linux-image-amd64 -> linux-image-<version>-amd64, and in the
-# newer packaging (Debian unstable) on to linux-binary-<version>-amd64, which holds the image.
+# metapackage's dependencies: linux-image-ARCH -> linux-image-<version>-ARCH, and in the
+# newer packaging (Debian unstable) on to linux-binary-<version>-ARCH, which holds the image.
 image_package() {
     local line=$1 meta depends image binary
     if [ "$line" = host ]; then
@@ -126,7 +144,7 @@ image_package() {
         done
         depends() { apt-cache depends "$1" 2>/dev/null; }
     else
-        meta=linux-image-amd64/$line
+        meta=linux-image-$arch/$line
         depends() { private_apt_cache depends "$1" 2>/dev/null; }
     fi
     image=$(depends "$meta" | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -1)
@@ -166,7 +184,8 @@ updated=
 # Fetches the kernel of line $1 unless a fresh one is cached. Returns 1 (after saying why)
 # when it cannot be had.
 fetch() {
-    local line=$1 dir=$cache/kernels/$1 package tmp vmlinuz
+    local line=$1 dir package tmp vmlinuz
+    dir=$(kernel_dir "$1")
     fresh "$dir" && return 0
     if [ "$line" != host ] && [ -z "$updated" ]; then
         updated=1
@@ -206,13 +225,21 @@ fetch() {
     esac
     # The bzImage stays beside the ELF: a kernel built without PVH support cannot boot as one.
     cp "$vmlinuz" "$dir/bzimage"
-    extract_vmlinux "$vmlinuz" "$dir/kernel.new" || cp "$vmlinuz" "$dir/kernel.new"
+    if [ "$arch" = amd64 ]; then
+        extract_vmlinux "$vmlinuz" "$dir/kernel.new" || cp "$vmlinuz" "$dir/kernel.new"
+    elif [ "$(head -c 2 "$vmlinuz" | od -An -tx1 | tr -d ' ')" = 1f8b ]; then
+        # An arm64 Image, gzipped where the distribution ships it so (Ubuntu's).
+        gzip -dc < "$vmlinuz" > "$dir/kernel.new"
+    else
+        cp "$vmlinuz" "$dir/kernel.new"
+    fi
     mv "$dir/kernel.new" "$dir/kernel"
     rm -rf "$tmp"
 }
 
 busybox() {
-    local out=$cache/busybox tmp
+    local out=$cache/busybox tmp found
+    [ "$arch" = amd64 ] || out=$cache/busybox-$arch
     if [ ! -x "$out" ]; then
         say "fetching busybox-static"
         mkdir -p "$cache"
@@ -220,13 +247,19 @@ busybox() {
         if [ "$(host_id)" = debian ]; then
             [ -n "$updated" ] || { updated=1; private_apt_update || true; }
             (cd "$tmp" && private_apt_get download busybox-static/bookworm >/dev/null 2>&1) \
-                || (cd "$tmp" && apt-get download busybox-static >/dev/null 2>&1) \
-                || die "apt-get download busybox-static failed"
+                || { [ "$arch" = "$host_arch" ] && (cd "$tmp" && apt-get download busybox-static >/dev/null 2>&1); } \
+                || die "apt-get download busybox-static ($arch) failed"
         else
-            (cd "$tmp" && apt-get download busybox-static >/dev/null 2>&1) || die "apt-get download busybox-static failed"
+            (cd "$tmp" && apt-get download "busybox-static:$arch" >/dev/null 2>&1) || die "apt-get download busybox-static:$arch failed"
         fi
         dpkg-deb -x "$tmp"/*.deb "$tmp/x"
-        cp "$tmp/x/bin/busybox" "$out.new" && mv "$out.new" "$out"
+        # /bin/busybox in bookworm's package, /usr/bin/busybox in newer ones.
+        found=
+        for candidate in "$tmp/x/bin/busybox" "$tmp/x/usr/bin/busybox"; do
+            [ -x "$candidate" ] && { found=$candidate; break; }
+        done
+        [ -n "$found" ] || die "the busybox-static package ($arch) holds no busybox"
+        cp "$found" "$out.new" && mv "$out.new" "$out"
         rm -rf "$tmp"
     fi
     echo "$out"
@@ -235,12 +268,17 @@ busybox() {
 known_line() {
     local l
     for l in $(lines); do [ "$l" = "$1" ] && return 0; done
-    die "unknown kernel line $1: this host's lines are $(lines | tr '\n' ' ')"
+    die "unknown kernel line $1: this host's $arch lines are $(lines | tr '\n' ' ')"
 }
 
 main() {
     command -v apt-get >/dev/null || die "needs apt-get to fetch kernels (Debian or Ubuntu)"
     command -v dpkg-deb >/dev/null || die "needs dpkg-deb to unpack kernels"
+    if [ "${1:-}" = --arch ]; then
+        case ${2:-} in amd64|arm64) arch=$2 ;; *) die "--arch takes amd64 or arm64" ;; esac
+        shift 2
+    fi
+    set_apt_dir
     local command=${1:-} line failed=0
     shift || true
     case $command in
@@ -251,11 +289,11 @@ main() {
         fetch)
             for line in "$@"; do known_line "$line"; fetch "$line" || failed=1; done
             [ "$failed" = 0 ] || exit 2 ;;
-        path) known_line "$1"; fetch "$1" || exit 2; echo "$cache/kernels/$1/kernel" ;;
-        version) known_line "$1"; fetch "$1" || exit 2; cat "$cache/kernels/$1/version" ;;
+        path) known_line "$1"; fetch "$1" || exit 2; echo "$(kernel_dir "$1")/kernel" ;;
+        version) known_line "$1"; fetch "$1" || exit 2; cat "$(kernel_dir "$1")/version" ;;
         busybox) busybox ;;
         -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
-        *) die "usage: scripts/kernels.sh list | default | fetch LINE... | path LINE | version LINE | busybox  (see --help)" ;;
+        *) die "usage: scripts/kernels.sh [--arch ARCH] list | default | fetch LINE... | path LINE | version LINE | busybox  (see --help)" ;;
     esac
 }
 

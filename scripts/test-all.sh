@@ -3,8 +3,9 @@
 #
 # Usage: scripts/test-all.sh [--quick]
 #
-#   1. one build: the binaries and test executables, linked statically (scripts/build-env.sh),
-#      for the host and every VM alike;
+#   1. one build per architecture: the binaries and test executables, linked statically
+#      (scripts/build-env.sh), for the host and every VM alike; on Debian also for the other
+#      architecture (amd64 and arm64), cross-built, its toolchain installed where missing;
 #   2. on this host, `cargo test` with that build: unit, doc and integration tests (the ones
 #      that need root and cgroup v2 are #[ignore]d). Where this host has cgroup v2 with the
 #      memory controller and root (or passwordless sudo), the ignored tests then run here too,
@@ -15,14 +16,18 @@
 #      with a pure cgroup v2 hierarchy (scripts/vm.sh test): on Debian, every kernel line of
 #      scripts/kernels.sh (5.10, 6.1, 6.12 and the newest), each with one CPU and with two,
 #      because a child that starts on another CPU at once behaves differently (see
-#      clone3::RseqPause). Several VMs run at once, never more virtual CPUs than this host has
-#      cores. Elsewhere (Ubuntu), the distribution's own kernel only, and it says so.
+#      clone3::RseqPause); and the other architecture's kernels (arm64: 6.1, 6.12 and the
+#      newest) with two CPUs, emulated, their stress test shortened to OTHER_ARCH_STRESS_RUNS
+#      (default 40) runs of each memory scenario. Several VMs run at once, never more virtual CPUs than this host
+#      has cores. Elsewhere (Ubuntu), the distribution's own kernel for the host's
+#      architecture only, and it says so.
 #
-#   --quick   one kernel (scripts/kernels.sh default), two CPUs, no stress test.
+#   --quick   one kernel (scripts/kernels.sh default), the host's architecture, two CPUs, no
+#             stress test.
 #
-# A kernel line that cannot be fetched is named and left out; the rest still run. The last
-# lines are a table (kernel, CPUs, tests passed and failed, seconds, boots, retries) and a
-# verdict.
+# A kernel line that cannot be fetched, or an architecture that cannot be built, is named
+# and left out; the rest still run. The last lines are a table (architecture, kernel, CPUs,
+# tests passed and failed, seconds, boots, retries) and a verdict.
 #
 # Exit status: 0 when every part that ran passed; 1 when a test failed or a VM never
 # finished; 2 when no VM could run (the message says why). SKIP_VM=1 runs only the host part,
@@ -69,8 +74,21 @@ explain_failures() {
     ' "$2"
 }
 
-echo "== build: binaries and test executables, static, once"
+# The other architecture, cross-built: only on Debian, whose archive has its kernels.
+case $host_arch in amd64) other_arch=arm64 ;; *) other_arch=amd64 ;; esac
+arches=("$host_arch")
+[ "$quick" = 0 ] && [ -n "$(scripts/kernels.sh --arch "$other_arch" list)" ] && arches+=("$other_arch")
+
+echo "== build: binaries and test executables, static, once per architecture: ${arches[*]}"
 scripts/vm.sh build test
+unbuilt=()
+if [ "${#arches[@]}" -gt 1 ]; then
+    if ! scripts/vm.sh build test --arch "$other_arch"; then
+        echo "test-all: $other_arch could not be built here (said above): its kernels are NOT tested"
+        unbuilt+=("$other_arch")
+        arches=("$host_arch")
+    fi
+fi
 
 echo "== host: cargo test"
 start=$(date +%s)
@@ -99,33 +117,36 @@ if [ "${SKIP_VM:-}" = 1 ]; then
     exit 3
 fi
 
-# The matrix: kernel lines x CPU counts.
+# The matrix: architectures x kernel lines x CPU counts, as jobs ARCH:LINE:CPUS. The host's
+# architecture first, with one CPU and two; the other with two.
 cores=$(nproc)
-mapfile -t lines < <(scripts/kernels.sh list)
-if [ "$quick" = 1 ]; then
-    lines=("$(scripts/kernels.sh default)")
-    cpu_counts=(2)
-else
-    cpu_counts=(1 2)
-fi
-[ "${lines[0]}" = host ] && echo "test-all: not a Debian host: testing $(scripts/kernels.sh describe host)'s own kernel only; the matrix of Debian kernels was NOT run"
-
-echo "== kernels: ${lines[*]}"
-usable=()
+queue=()
 missing=()
-for line in "${lines[@]}"; do
-    if scripts/kernels.sh fetch "$line"; then usable+=("$line"); else missing+=("$line"); fi
+for arch in "${arches[@]}"; do
+    mapfile -t lines < <(scripts/kernels.sh --arch "$arch" list)
+    if [ "$quick" = 1 ]; then
+        lines=("$(scripts/kernels.sh --arch "$arch" default)")
+        cpu_counts=(2)
+    elif [ "$arch" = "$host_arch" ]; then
+        cpu_counts=(1 2)
+    else
+        cpu_counts=(2)
+    fi
+    [ "${lines[0]}" = host ] && echo "test-all: not a Debian host: testing $(scripts/kernels.sh describe host)'s own kernel only; the matrix of Debian kernels was NOT run"
+    echo "== kernels ($arch): ${lines[*]}"
+    usable=()
+    for line in "${lines[@]}"; do
+        if scripts/kernels.sh --arch "$arch" fetch "$line"; then usable+=("$line"); else missing+=("$line ($arch)"); fi
+    done
+    for cpus in "${cpu_counts[@]}"; do
+        for line in "${usable[@]}"; do queue+=("$arch:$line:$cpus"); done
+    done
 done
 [ "${#missing[@]}" = 0 ] || echo "test-all: kernel lines that could not be fetched, left out: ${missing[*]}"
-if [ "${#usable[@]}" = 0 ]; then
+if [ "${#queue[@]}" = 0 ]; then
     echo "test-all: no kernel could be had: the cgroup scenarios cannot be proven here" >&2
     exit 2
 fi
-
-queue=()
-for cpus in "${cpu_counts[@]}"; do
-    for line in "${usable[@]}"; do queue+=("$line:$cpus"); done
-done
 echo "== VMs: ${#queue[@]} runs of the whole suite$([ "$quick" = 1 ] && echo ", without the stress test"), up to $cores virtual CPUs at a time"
 
 start=$(date +%s)
@@ -133,12 +154,21 @@ declare -A cpus_of=() began_at=() seconds_of=() status_of=()
 free=$cores
 next=0
 running=0
-# The stress test's 200 runs of each memory scenario per kernel: half with one CPU, half with two.
-vm_args=(--no-build --stress-runs $((200 / ${#cpu_counts[@]})))
+# The stress test's 200 runs of each memory scenario per amd64 kernel: half with one CPU,
+# half with two. The other architecture, emulated, is slower: fewer runs there.
+vm_args=(--no-build)
 [ "$quick" = 1 ] && vm_args+=(--quick)
+stress_runs() { if [ "$1" = "$host_arch" ]; then echo $((200 / (quick ? 1 : 2))); else echo "${OTHER_ARCH_STRESS_RUNS:-40}"; fi; }
+# A job's parts and its log: ARCH:LINE:CPUS.
+job_arch() { echo "${1%%:*}"; }
+job_line() { local rest=${1#*:}; echo "${rest%:*}"; }
+job_cpus() { echo "${1##*:}"; }
+job_log() { echo "$logs/vm-$(job_arch "$1")-$(job_line "$1")-cpus$(job_cpus "$1").log"; }
 launch() {
-    local job=$1 line=${1%:*} cpus=${1#*:}
-    scripts/vm.sh test --kernel "$line" --cpus "$cpus" "${vm_args[@]}" > "$logs/vm-$line-cpus$cpus.log" 2>&1 &
+    local job=$1 arch line cpus
+    arch=$(job_arch "$job") line=$(job_line "$job") cpus=$(job_cpus "$job")
+    scripts/vm.sh test --arch "$arch" --kernel "$line" --cpus "$cpus" "${vm_args[@]}" \
+        --stress-runs "$(stress_runs "$arch")" > "$(job_log "$job")" 2>&1 &
     cpus_of[$!]=$cpus
     began_at[$job]=$(date +%s)
     job_of[$!]=$job
@@ -148,7 +178,7 @@ launch() {
 declare -A job_of=()
 while [ "$next" -lt "${#queue[@]}" ] || [ "$running" -gt 0 ]; do
     if [ "$next" -lt "${#queue[@]}" ]; then
-        want=${queue[$next]#*:}
+        want=$(job_cpus "${queue[$next]}")
         # A job wider than the host starts alone.
         if [ "$want" -le "$free" ] || [ "$running" = 0 ]; then
             launch "${queue[$next]}"
@@ -164,31 +194,29 @@ while [ "$next" -lt "${#queue[@]}" ] || [ "$running" -gt 0 ]; do
     running=$((running - 1))
     seconds_of[$job]=$(( $(date +%s) - ${began_at[$job]} ))
     status_of[$job]=$rc
-    read -r passed failed < <(counts "$logs/vm-${job%:*}-cpus${job#*:}.log")
-    echo "test-all: ${job%:*} with ${job#*:} CPU(s): $passed passed, $failed failed, ${seconds_of[$job]} s$([ "$rc" = 0 ] || echo ", exit $rc: see $logs/vm-${job%:*}-cpus${job#*:}.log")"
+    read -r passed failed < <(counts "$(job_log "$job")")
+    echo "test-all: $(job_line "$job") ($(job_arch "$job")) with $(job_cpus "$job") CPU(s): $passed passed, $failed failed, ${seconds_of[$job]} s$([ "$rc" = 0 ] || echo ", exit $rc: see $(job_log "$job")")"
 done
 vm_seconds=$(( $(date +%s) - start ))
 
 echo
-printf '%-36s %4s %7s %7s %8s %6s %8s\n' kernel cpus passed failed seconds boots retried
+printf '%-5s %-36s %4s %7s %7s %8s %6s %8s\n' arch kernel cpus passed failed seconds boots retried
 all_boots=0 all_retries=0
 for job in "${queue[@]}"; do
-    line=${job%:*} cpus=${job#*:}
-    log=$logs/vm-$line-cpus$cpus.log
+    arch=$(job_arch "$job") line=$(job_line "$job") cpus=$(job_cpus "$job") log=$(job_log "$job")
     read -r passed failed < <(counts "$log")
     read -r boots retries < <(awk -F'[= ]' '/^vm.sh: boots=/ { b += $3; r += $5 } END { print b + 0, r + 0 }' "$log")
     all_boots=$((all_boots + boots)) all_retries=$((all_retries + retries))
-    label="$(scripts/kernels.sh version "$line") ($(scripts/kernels.sh describe "$line"))"
-    printf '%-36s %4s %7s %7s %8s %6s %8s\n' "$label" "$cpus" "$passed" "$failed" "${seconds_of[$job]}" "$boots" "$retries"
+    label="$(scripts/kernels.sh --arch "$arch" version "$line") ($(scripts/kernels.sh describe "$line"))"
+    printf '%-5s %-36s %4s %7s %7s %8s %6s %8s\n' "$arch" "$label" "$cpus" "$passed" "$failed" "${seconds_of[$job]}" "$boots" "$retries"
     [ "${status_of[$job]}" = 0 ] || status=1
 done
 echo
 for log in "$logs"/host*.log; do explain_failures "the host" "$log"; done
 for job in "${queue[@]}"; do
     [ "${status_of[$job]}" = 0 ] && continue
-    line=${job%:*} cpus=${job#*:}
-    log=$logs/vm-$line-cpus$cpus.log
-    where="$(scripts/kernels.sh version "$line") with $cpus CPU(s)"
+    arch=$(job_arch "$job") line=$(job_line "$job") cpus=$(job_cpus "$job") log=$(job_log "$job")
+    where="$(scripts/kernels.sh --arch "$arch" version "$line") with $cpus CPU(s)"
     explained=$(explain_failures "$where" "$log")
     # No failed test: the VM itself did not finish; vm.sh said why.
     [ -n "$explained" ] || explained="test-all: FAILED on $where: $(grep '^vm.sh: ' "$log" | tail -2 | tr '\n' ' ')(log: $log)"
@@ -196,6 +224,7 @@ for job in "${queue[@]}"; do
 done
 echo "test-all: host ${host_seconds}s (${host_counts% *} passed, ${host_counts#* } failed); VMs ${vm_seconds}s; VM boots $all_boots, of them retried $all_retries; in all $(( $(date +%s) - began ))s"
 [ "${#missing[@]}" = 0 ] || echo "test-all: NOT tested, could not be fetched: ${missing[*]}"
-[ "$quick" = 0 ] || echo "test-all: quick mode: one kernel, two CPUs, no stress test"
+[ "${#unbuilt[@]}" = 0 ] || echo "test-all: NOT tested, could not be built: ${unbuilt[*]}"
+[ "$quick" = 0 ] || echo "test-all: quick mode: one kernel, $host_arch only, two CPUs, no stress test"
 echo "test-all: $([ "$status" = 0 ] && echo PASSED || echo FAILED)"
 exit "$status"

@@ -12,6 +12,11 @@
 #                                                   initramfs (test-all.sh does it once)
 #
 # Options:
+#   --arch ARCH     amd64 or arm64: what the binaries are built for and the VM emulates (or
+#                   runs with KVM, on a host of that architecture) [default: this host's]. A
+#                   foreign architecture is cross-built with Debian's cross toolchain, which is
+#                   installed where missing (see scripts/build-env.sh); arm64 boots on qemu's
+#                   `virt` machine
 #   --kernel LINE   which kernel line to boot: bullseye (5.10), bookworm (6.1), trixie (6.12)
 #                   or sid (the newest); `host` off Debian [default: trixie; see kernels.sh]
 #   --cpus N        virtual CPUs [default: 1]
@@ -65,37 +70,49 @@ as_root() {
 # VMs at once on a fresh machine: one of them installs, the others wait for it on a lock
 # (apt itself takes one install at a time and refuses the others at once).
 ensure_qemu() {
-    command -v qemu-system-x86_64 >/dev/null && return
-    command -v apt-get >/dev/null || die "qemu-system-x86_64 is missing; install qemu-system-x86"
-    exec 9> "$work/install.lock"
+    local qemu package
+    case $arch in
+        amd64) qemu=qemu-system-x86_64 package=qemu-system-x86 ;;
+        arm64) qemu=qemu-system-aarch64 package=qemu-system-arm ;;
+    esac
+    command -v "$qemu" >/dev/null && return
+    command -v apt-get >/dev/null || die "$qemu is missing; install $package"
+    exec 9> "$here/target/install.lock"
     flock 9
-    if ! command -v qemu-system-x86_64 >/dev/null; then
-        say "installing qemu-system-x86"
+    if ! command -v "$qemu" >/dev/null; then
+        say "installing $package"
         as_root apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null \
             && as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
-                install -y -qq --no-install-recommends qemu-system-x86 >/dev/null \
-            || die "could not install qemu-system-x86 (needs root or sudo): install it and retry"
+                install -y -qq --no-install-recommends "$package" >/dev/null \
+            || die "could not install $package (needs root or sudo): install it and retry"
     fi
     exec 9>&-
 }
 
 # shellcheck source=scripts/build-env.sh
 . "$here/scripts/build-env.sh"
-case $build_dir in /*) bin_dir=$build_dir ;; *) bin_dir=$here/$build_dir ;; esac
+
+# Sets the build variables and bin_dir for $arch.
+set_arch() {
+    use_arch "$arch" || exit 2
+    case $build_dir in /*) bin_dir=$build_dir ;; *) bin_dir=$here/$build_dir ;; esac
+    executables=$work/test-executables-$arch
+}
 
 # Builds the binaries and, for `test`, the test executables; lists the latter in
-# $work/test-executables. tests/lessons.rs stays on the host: it reads the sources, which the
+# $work/test-executables-ARCH. tests/lessons.rs stays on the host: it reads the sources, which the
 # guest does not have, and what it checks does not depend on the kernel.
 build_static() {
     local what=$1 json
+    ensure_toolchain "$arch" || exit 2
     (cd "$here" && cargo build --quiet "${build_args[@]}" --bins --examples)
-    : > "$work/test-executables"
+    : > "$executables"
     if [ "$what" = test ]; then
         json=$(cd "$here" && cargo test --quiet "${build_args[@]}" --no-run --message-format=json 2>/dev/null)
         printf '%s\n' "$json" | grep '"profile":{[^}]*"test":true' | grep -E '"kind":\["(lib|test)"\]' \
             | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep -v '/lessons-[^/]*$' \
-            | sort -u > "$work/test-executables"
-        [ -s "$work/test-executables" ] || die "cargo test --no-run built no test executables"
+            | sort -u > "$executables"
+        [ -s "$executables" ] || die "cargo test --no-run built no test executables"
     fi
 }
 
@@ -176,8 +193,8 @@ echo "@@test-seconds $(awk -v s="$started" "{ printf \"%d\", \$1 - s }" /proc/up
 # tests find them with env!("CARGO_BIN_EXE_...")) and on PATH, the test executables, and
 # /task, the shell code that /init runs.
 make_initramfs() {
-    local mode=$1 task=$2 root busybox out=$work/initramfs-$1.cpio.gz
-    busybox=$("$here/scripts/kernels.sh" busybox)
+    local mode=$1 task=$2 root busybox out=$work/initramfs-$1-$arch.cpio.gz
+    busybox=$("$here/scripts/kernels.sh" --arch "$arch" busybox)
     root=$(mktemp -d)
     chmod 755 "$root"  # it becomes the guest's /, which unprivileged test runs must traverse
     mkdir -p "$root"/{bin,proc,sys,dev,tmp,tests} "$root$bin_dir"
@@ -189,22 +206,33 @@ make_initramfs() {
     for e in "${examples[@]}"; do
         cp "$bin_dir/examples/$e" "$root/bin/$e"
     done
-    while read -r t; do [ -n "$t" ] && cp "$t" "$root/tests/"; done < "$work/test-executables"
+    while read -r t; do [ -n "$t" ] && cp "$t" "$root/tests/"; done < "$executables"
     # The one script a test runs in the guest, at the path the tests were built with.
     mkdir -p "$root$here/scripts"
     cp "$here/scripts/make-foo-cgroup.sh" "$root$here/scripts/"
     printf '%s' "$guest_init" > "$root/init"
     chmod +x "$root/init"
     printf '%s\n' "$task" > "$root/task"
-    (cd "$root" && find . | "$root/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1 > "$out.new")
+    # The archive is written with a cpio this host can run: the guest's busybox may be another
+    # architecture's.
+    local cpio=(cpio)
+    command -v cpio >/dev/null || cpio=("$("$here/scripts/kernels.sh" --arch "$host_arch" busybox)" cpio)
+    (cd "$root" && find . | "${cpio[@]}" -o -H newc 2>/dev/null | gzip -1 > "$out.new")
     mv "$out.new" "$out"
     rm -rf "$root"
 }
 
+# KVM only for the host's own architecture, where the CPU offers it.
 accel() {
     local accel=${VM_ACCEL:-}
     if [ -z "$accel" ]; then
-        if [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; else accel=tcg; fi
+        accel=tcg
+        if [ "$arch" = "$host_arch" ] && [ -w /dev/kvm ]; then
+            case $arch in
+                amd64) grep -qwE 'vmx|svm' /proc/cpuinfo && accel=kvm ;;
+                arm64) accel=kvm ;;
+            esac
+        fi
     fi
     echo "$accel"
 }
@@ -232,11 +260,15 @@ host_tsc_khz() {
 # VM_TIMEOUT. Under TCG about one boot in three hung that way until the guest was told the
 # TSC frequency (host_tsc_khz); the watchdog stays as the last resort.
 boot() {
-    local log=$1 loglevel=$2 initramfs=$3 append pidfile accel_args
+    local log=$1 loglevel=$2 initramfs=$3 append pidfile machine
     pidfile=$(mktemp)
     boots=$((boots + 1))
     : > "$log"
-    append="console=ttyS0 rdinit=/init panic=-1 quiet loglevel=$loglevel"
+    case $arch in
+        amd64) append="console=ttyS0" ;;
+        arm64) append="console=ttyAMA0" ;;
+    esac
+    append="$append rdinit=/init panic=-1 quiet loglevel=$loglevel"
     [ -n "$tsc_khz" ] && append="$append tsc_early_khz=$tsc_khz"
     # Words without a dot that the kernel does not know go to /init as its environment.
     append="$append QUICK=$quick TEST_THREADS=$test_threads"
@@ -244,11 +276,17 @@ boot() {
     [ -n "$stress_runs" ] && append="$append STRESS_RUNS=$stress_runs"
     [ -n "${VM_APPEND:-}" ] && append="$append $VM_APPEND"
     [ -n "${STRESS_SCENARIOS:-}" ] && append="$append STRESS_SCENARIOS=$STRESS_SCENARIOS"
-    case $(accel) in
-        kvm) accel_args=(-accel kvm -cpu host) ;;
-        *) accel_args=(-accel tcg -cpu max) ;;
+    # x86-64 boots on qemu's microvm (no PCI, no firmware); arm64 on virt, the machine Linux
+    # knows from its device tree. Under TCG, arm64's "max" CPU authenticates pointers with
+    # QARMA, costly to emulate; the implementation-defined algorithm is as good for a guest
+    # and much faster.
+    case $arch:$(accel) in
+        amd64:kvm) machine=(qemu-system-x86_64 -M microvm -accel kvm -cpu host) ;;
+        amd64:*) machine=(qemu-system-x86_64 -M microvm -accel tcg -cpu max) ;;
+        arm64:kvm) machine=(qemu-system-aarch64 -M virt -accel kvm -cpu host) ;;
+        arm64:*) machine=(qemu-system-aarch64 -M virt -accel tcg -cpu max,pauth-impdef=on) ;;
     esac
-    timeout --foreground -k 5 "$boot_timeout" qemu-system-x86_64 "${accel_args[@]}" -M microvm \
+    timeout --foreground -k 5 "$boot_timeout" "${machine[@]}" \
         -smp "$cpus" -m "$memory" -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
         -pidfile "$pidfile" -kernel "$kernel" -initrd "$initramfs" -append "$append" \
         < /dev/null 2>&1 | sed -u -e 's/\r$//' -e '/^\[ *[0-9.]*\] PCI: Fatal/d' | tee "$log" &
@@ -256,7 +294,7 @@ boot() {
     local console=$! waited=0
     while kill -0 "$console" 2>/dev/null; do
         if [ "$waited" -ge "$up_timeout" ] && ! grep -q '^@@vm-up' "$log"; then
-            say "$line: no sign of life from the VM after ${up_timeout}s; stopping it"
+            say "$where: no sign of life from the VM after ${up_timeout}s; stopping it"
             kill "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null || true
             break
         fi
@@ -272,7 +310,7 @@ boot_with_retry() {
     if boot "$@"; then return 0; fi
     # qemu boots an ELF kernel only through PVH; a kernel built without it boots as a bzImage.
     if grep -q 'PVH ELF Note' "$1" && [ -e "${kernel%/*}/bzimage" ]; then
-        say "$line: this kernel has no PVH entry point; booting its bzImage"
+        say "$where: this kernel has no PVH entry point; booting its bzImage"
         kernel=${kernel%/*}/bzimage
         if boot "$@"; then return 0; fi
     fi
@@ -280,17 +318,17 @@ boot_with_retry() {
     # (see the static keys in the test task): kept apart, said, and retried once.
     if grep -qE '^\[ *[0-9.]+\] (Oops:|Kernel panic)' "$1"; then
         cp "$1" "$1.oops"
-        say "$line: the guest kernel crashed ($(grep -m1 -oE '(Oops|Kernel panic)[^[]*' "$1" \
+        say "$where: the guest kernel crashed ($(grep -m1 -oE '(Oops|Kernel panic)[^[]*' "$1" \
             | head -c 80)); log kept as $1.oops; retrying once"
         retries=$((retries + 1))
         boot "$@"
         return
     fi
     if grep -q '^@@vm-up' "$1"; then
-        say "$line: the VM started but did not finish (log: $1)"
+        say "$where: the VM started but did not finish (log: $1)"
         return 1
     fi
-    say "$line: the VM printed no result; retrying once"
+    say "$where: the VM printed no result; retrying once"
     retries=$((retries + 1))
     boot "$@"
 }
@@ -300,13 +338,14 @@ boots=0 retries=0
 report_boots() { [ "$boots" = 0 ] || echo "vm.sh: boots=$boots retried=$retries" >&2; }
 
 usage() {
-    die "usage: scripts/vm.sh test|demo|exec|build [--kernel LINE] [--cpus N] [--quick] [--no-build] ...  (see --help)"
+    die "usage: scripts/vm.sh test|demo|exec|build [--arch ARCH] [--kernel LINE] [--cpus N] [--quick] [--no-build] ...  (see --help)"
 }
 
 main() {
     local mode=${1:-} build=1
     shift || true
     line=${VM_KERNEL:-}
+    arch=$host_arch
     cpus=1
     quick=0
     test_args=
@@ -321,6 +360,8 @@ main() {
         case $1 in
             --kernel) [ $# -ge 2 ] || usage; line=$2; shift 2 ;;
             --kernel=*) line=${1#*=}; shift ;;
+            --arch) [ $# -ge 2 ] || usage; arch=$2; shift 2 ;;
+            --arch=*) arch=${1#*=}; shift ;;
             --cpus) [ $# -ge 2 ] || usage; cpus=$2; shift 2 ;;
             --cpus=*) cpus=${1#*=}; shift ;;
             --quick) quick=1; shift ;;
@@ -335,6 +376,7 @@ main() {
     case $stress_runs in *[!0-9]*) die "--stress-runs takes a whole number" ;; esac
     command -v cargo >/dev/null || die "cargo is missing"
     mkdir -p "$work"
+    set_arch
 
     if [ "$mode" = build ]; then
         local what=${rest[0]:-test}
@@ -345,10 +387,12 @@ main() {
     fi
 
     ensure_qemu
-    [ -n "$line" ] || line=$("$here/scripts/kernels.sh" default)
-    kernel=$("$here/scripts/kernels.sh" path "$line") || exit 2
+    [ -n "$line" ] || line=$("$here/scripts/kernels.sh" --arch "$arch" default)
+    kernel=$("$here/scripts/kernels.sh" --arch "$arch" path "$line") || exit 2
+    where=$line
+    [ "$arch" = amd64 ] || where="$line ($arch)"
     tsc_khz=
-    if [ "$(accel)" = tcg ]; then
+    if [ "$arch" = amd64 ] && [ "$(accel)" = tcg ]; then
         tsc_khz=$(host_tsc_khz) || true
         [ -n "$tsc_khz" ] || say "the host's TSC frequency is unknown: the guest calibrates its own (a boot may hang; the watchdog retries it)"
     fi
@@ -358,37 +402,38 @@ main() {
     if [ "$mode" = test ]; then
         trap report_boots EXIT
     else
-        trap "report_boots; rm -f '$work/initramfs-$run.cpio.gz'" EXIT
+        trap "report_boots; rm -f '$work/initramfs-$run-$arch.cpio.gz'" EXIT
     fi
     local log=$work/$run-$line-cpus$cpus.log task initramfs
+    [ "$arch" = amd64 ] || log=$work/$run-$arch-$line-cpus$cpus.log
     case $mode in
         test)
             if [ "$build" = 1 ]; then
                 build_static test
                 make_initramfs test "$guest_test_task"
             fi
-            initramfs=$work/initramfs-test.cpio.gz
+            initramfs=$work/initramfs-test-$arch.cpio.gz
             [ -e "$initramfs" ] || die "no initramfs: run scripts/vm.sh build test first"
-            say "$line: booting $("$here/scripts/kernels.sh" version "$line") with $(wc -l < "$work/test-executables") test executables (cpus=$cpus, $(accel))"
+            say "$where: booting $("$here/scripts/kernels.sh" --arch "$arch" version "$line") with $(wc -l < "$executables") test executables (cpus=$cpus, $(accel))"
             test_args=$(IFS=,; echo "${rest[*]}")
             case $test_args in *' '*) die "test arguments cannot contain spaces" ;; esac
-            boot_with_retry "$log" 1 "$initramfs" || { say "$line: no complete run; log: $log"; exit 1; }
+            boot_with_retry "$log" 1 "$initramfs" || { say "$where: no complete run; log: $log"; exit 1; }
             if grep -q '^@@test-end .* rc=[1-9]' "$log"; then
-                say "$line: FAILED: $(grep '^@@test-end .* rc=[1-9]' "$log" | cut -d' ' -f2 | tr '\n' ' ')"
+                say "$where: FAILED: $(grep '^@@test-end .* rc=[1-9]' "$log" | cut -d' ' -f2 | tr '\n' ' ')"
                 exit 1
             fi
             local runs
             runs=$(sed -n 's/^@@test-runs //p' "$log")
             [ -n "$runs" ] && [ "$(grep -c '^@@test-end .* rc=0' "$log")" = "$runs" ] \
-                && [ "$runs" -ge "$(wc -l < "$work/test-executables")" ] \
-                || { say "$line: not every test executable ran"; exit 1; }
+                && [ "$runs" -ge "$(wc -l < "$executables")" ] \
+                || { say "$where: not every test executable ran"; exit 1; }
             ;;
         demo)
             [ "$build" = 0 ] || build_static bins
             task='for b in '"${demo_bins[*]}"'; do echo; echo "$ sudo $b"; $b; echo "(exit status $?)"; done'
             make_initramfs "$run" "$task"
             # loglevel 4 lets the kernel's own "Memory cgroup out of memory: Killed process" through.
-            boot_with_retry "$log" 4 "$work/initramfs-$run.cpio.gz" || exit 1
+            boot_with_retry "$log" 4 "$work/initramfs-$run-$arch.cpio.gz" || exit 1
             ! grep -q '^(exit status [1-9]' "$log" || exit 1
             ;;
         exec)
@@ -396,7 +441,7 @@ main() {
             [ "$build" = 0 ] || build_static bins
             make_initramfs "$run" "${rest[*]}"'
 echo "@@exec-status $?"'
-            boot_with_retry "$log" 3 "$work/initramfs-$run.cpio.gz" || exit 1
+            boot_with_retry "$log" 3 "$work/initramfs-$run-$arch.cpio.gz" || exit 1
             grep -q '^@@exec-status 0$' "$log" || exit 1
             ;;
     esac

@@ -56,20 +56,28 @@ impl Cgroup2Mount {
         if has_word(&offered, controller) {
             return Ok(());
         }
+        let fix = if self.path.ends_with("unified") {
+            "this host binds it to cgroup v1 (a hybrid hierarchy); boot with \
+             systemd.unified_cgroup_hierarchy=1 or run the scenarios in the VM (scripts/demo.sh)"
+                .to_string()
+        } else if booted_without(controller) {
+            // Raspberry Pi OS's firmware puts cgroup_disable=memory on the command line.
+            format!(
+                "the kernel was booted with cgroup_disable={controller}; add \
+                 cgroup_enable={controller} to its command line (on a Raspberry Pi, to \
+                 /boot/firmware/cmdline.txt) and reboot"
+            )
+        } else {
+            "it is bound to a cgroup v1 hierarchy or missing from the kernel (CONFIG_MEMCG / \
+             CONFIG_CGROUP_PIDS)"
+                .to_string()
+        };
         Err(Error::cannot_run(format!(
             "cgroup2 is mounted at {} but the {controller} controller is not available there \
-             ({} lists \"{}\"){}",
+             ({} lists \"{}\"): {fix}",
             self.path.display(),
             file.display(),
             offered.trim(),
-            if self.path.ends_with("unified") {
-                ": this host binds it to cgroup v1 (a hybrid hierarchy); boot with \
-                 systemd.unified_cgroup_hierarchy=1 or run the scenarios in the VM \
-                 (scripts/demo.sh)"
-            } else {
-                ": it is bound to a cgroup v1 hierarchy or missing from the kernel \
-                 (CONFIG_MEMCG / CONFIG_CGROUP_PIDS)"
-            }
         )))
     }
 
@@ -92,6 +100,25 @@ impl Cgroup2Mount {
         }
         Ok(real)
     }
+}
+
+/// Whether the kernel's command line disables `controller` (`cgroup_disable=memory`) and no
+/// later word enables it again.
+fn booted_without(controller: &str) -> bool {
+    disabled_by(&fs::read_to_string("/proc/cmdline").unwrap_or_default(), controller)
+}
+
+/// Whether the kernel command line `cmdline` disables `controller`: the last word that names
+/// it, `cgroup_disable=` or `cgroup_enable=`, wins.
+fn disabled_by(cmdline: &str, controller: &str) -> bool {
+    let named = |word: &str, key: &str| {
+        word.strip_prefix(key).is_some_and(|list| list.split(',').any(|c| c == controller))
+    };
+    let last = cmdline
+        .split_whitespace()
+        .rev()
+        .find(|w| named(w, "cgroup_disable=") || named(w, "cgroup_enable="));
+    last.is_some_and(|w| w.starts_with("cgroup_disable="))
 }
 
 /// Mount points of `cgroup2` filesystems in the text of `/proc/self/mountinfo`.
@@ -637,6 +664,16 @@ pub fn own_name_pid(name: &OsStr) -> Option<Pid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_controller_disabled_on_the_command_line_is_told_apart() {
+        let pi = "console=tty1 cgroup_disable=memory root=/dev/mmcblk0p2";
+        assert!(disabled_by(pi, "memory"));
+        assert!(!disabled_by(pi, "pids"));
+        assert!(!disabled_by(&format!("{pi} cgroup_enable=memory cgroup_memory=1"), "memory"));
+        assert!(disabled_by("cgroup_disable=pids,memory", "memory"));
+        assert!(!disabled_by("quiet", "memory"));
+    }
 
     #[test]
     fn finds_cgroup2_mounts_on_hybrid_and_unified_hosts() {

@@ -361,7 +361,8 @@ impl MemoryOptions {
     }
 
     /// Parses `args` over the defaults. Every error is an [`Error::Usage`], raised before
-    /// anything is created.
+    /// anything is created, but one: on a kernel whose pages are larger than 4 KiB, the
+    /// default limit cannot hold a page, and the run cannot go as the lesson says.
     pub fn parse(args: &[String], defaults: MemoryOptions) -> Result<MemoryOptions, Error> {
         let mut o = defaults;
         for_each_option(args, |name, opt| {
@@ -380,9 +381,17 @@ impl MemoryOptions {
             }
             Ok(())
         })?;
-        if o.limit < 4096 {
+        // Pages of 16 or 64 KiB (some arm64 kernels) hold more than the default limit.
+        let page = crate::memory::page_size() as u64;
+        if o.limit < page && o.limit == 4096 && page > 4096 {
+            return Err(Error::cannot_run(format!(
+                "this kernel's pages are {page} bytes, and memory.max 4096 holds less than one: \
+                 pass --limit {page}, the lesson's one page then being {page} bytes"
+            )));
+        }
+        if o.limit < page {
             return Err(Error::Usage(format!(
-                "--limit {} is below one page (4096): the child could not run at all",
+                "--limit {} is below one page ({page}): the child could not run at all",
                 o.limit
             )));
         }

@@ -5,7 +5,7 @@
 //! nix has no `clone3`, so the system call is wrapped here once: [`CloneArgs`] builds the
 //! kernel's `struct clone_args` (libc's `clone_args`), [`clone3_child`] runs a closure in a
 //! fork-like child, and [`clone3_child_on_stack`] starts the child on a stack of its own
-//! (x86-64). A failed call keeps its errno: `Error::Sys { context: "clone3", errno }`;
+//! (x86-64 and aarch64). A failed call keeps its errno: `Error::Sys { context: "clone3", errno }`;
 //! [`not_offered`] tells which errnos mean "this kernel predates the feature".
 
 use std::fmt;
@@ -360,8 +360,9 @@ pub unsafe fn clone3_child_unchecked(
 
 /// `clone3` with a stack of the child's own: the child starts in `child()` on `stack` and
 /// ends with its return value (a panic ends it with
-/// [`CHILD_PANICKED`](crate::process::CHILD_PANICKED)). x86-64 only: switching stacks at the
-/// system call needs a few instructions of assembly, as in glibc's own `clone3` wrapper.
+/// [`CHILD_PANICKED`](crate::process::CHILD_PANICKED)). x86-64 and aarch64, with glibc:
+/// switching stacks at the system call needs a few instructions of assembly, one version for
+/// each, as in glibc's own `clone3` wrappers.
 ///
 /// With [`Reservation::with_shared_stack`](crate::memory::Reservation::with_shared_stack) the
 /// stack costs a child born in a cgroup nothing, and with glibc's rseq registration paused
@@ -373,7 +374,7 @@ pub unsafe fn clone3_child_unchecked(
 /// `child` must fit in `stack`. `child` should write only its stack and memory it was given:
 /// any other private page it writes is copied, and charged, in the child. With `VM` the
 /// caller must keep `child` and `stack` alive until the child has ended (`VFORK` does).
-#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+#[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"))]
 pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
     args: &CloneArgs,
     stack: StackArea,
@@ -396,11 +397,27 @@ pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
 /// The `clone3` system call with `args` on `stack`, the child starting in `entry(arg)`:
 /// the child's tid, or `-errno`.
 ///
+/// The system call returns twice, in two tasks, on two stacks: 0 in the child, whose stack
+/// pointer the kernel has set to the end of `stack`, and the child's tid in the parent. The
+/// child must not return into the parent's frames (they are on another stack, or in memory
+/// it shares), so right after the call it clears the frame pointer and calls `entry(arg)`
+/// from values held in registers, never from memory. Each architecture does this in its own
+/// instructions, side by side below, the same steps as glibc's `clone3.S` for each:
+///
+/// | step | x86-64 | aarch64 |
+/// |---|---|---|
+/// | the call | `syscall`, number in `rax` | `svc #0`, number in `x8` |
+/// | arguments | `rdi`, `rsi` | `x0`, `x1` |
+/// | what the call clobbers | `rcx`, `r11` | nothing but `x0` |
+/// | registers kept for the child | `r12` (arg), `r13` (entry) | `x10` (arg), `x11` (entry) |
+/// | no frame to return to | `xor ebp, ebp` | `mov x29, xzr`, `mov x30, xzr` |
+/// | a backstop `exit_group` | number 231 | number 94 |
+///
 /// # Safety
 /// `entry` must never return (it ends its task with `_exit` or `exit`; `exit_group` after it
 /// is a backstop) and may run only what is safe on `stack` with the sharing `args` asks for;
 /// `arg` and `stack` must stay valid for as long as the child runs.
-#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+#[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"))]
 pub(crate) unsafe fn clone3_on_stack(
     args: &CloneArgs,
     stack: StackArea,
@@ -410,10 +427,11 @@ pub(crate) unsafe fn clone3_on_stack(
 ) -> libc::c_long {
     let mut filled = args.clone().stack(stack.base as u64, stack.len as u64).fill(pidfd);
     let ret: libc::c_long;
-    // SAFETY: the kernel starts the child with rsp = stack + stack_size (16-byte aligned, as
-    // `call` expects); the child calls entry(arg) there, which never returns (see # Safety).
-    // The parent returns from the syscall normally. syscall clobbers rcx and r11; r12 and r13
-    // survive it in both tasks.
+    // SAFETY: the kernel starts the child with its stack pointer at stack + stack_size (16-byte
+    // aligned, as a call expects on both architectures); the child calls entry(arg) there,
+    // which never returns (see # Safety). The parent returns from the call normally, with
+    // only the registers named here changed.
+    #[cfg(target_arch = "x86_64")]
     unsafe {
         std::arch::asm!(
             "syscall",
@@ -437,22 +455,45 @@ pub(crate) unsafe fn clone3_on_stack(
             options(nostack),
         );
     }
+    // SAFETY: as above. x29 and x30 are written in the child only, which never comes back.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        std::arch::asm!(
+            "svc #0",
+            "cbnz x0, 2f",
+            "mov x29, xzr",
+            "mov x30, xzr",
+            "mov x0, x10",
+            "blr x11",
+            "mov x8, #94", // exit_group
+            "svc #0",
+            "brk #0",
+            "2:",
+            inlateout("x0") &mut filled as *mut ArgsWithTail => ret,
+            in("x1") args.size,
+            in("x8") libc::SYS_clone3,
+            in("x10") arg,
+            in("x11") entry,
+            options(nostack),
+        );
+    }
     ret
 }
 
 /// `clone3` with a stack of the child's own needs a few instructions of assembly, written
-/// here for x86-64 with glibc only; elsewhere this says so.
+/// here for x86-64 and aarch64 with glibc; elsewhere this says so.
 ///
 /// # Safety
-/// As for the x86-64 version.
-#[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
+/// As for the version beside it.
+#[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu")))]
 pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
     _args: &CloneArgs,
     _stack: StackArea,
     _child: &mut F,
 ) -> Result<Child, Error> {
     Err(Error::cannot_run(
-        "clone3 with a stack of the child's own is implemented for x86-64 with glibc only",
+        "clone3 with a stack of the child's own is implemented for x86-64 and aarch64 with \
+         glibc only",
     ))
 }
 

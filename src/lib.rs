@@ -45,8 +45,8 @@
 //! 6. [`spawn`]: process creation prepared in advance, so that a child only makes system calls.
 //! 7. [`attributes`]: what fork copies, exec resets and the clone flags share, besides memory:
 //!    signal dispositions, nice, I/O priority, a System V semaphore's undo.
-//! 8. `thread` (x86-64): a thread built by hand with `clone3`, and why its code may touch no
-//!    thread-local variable.
+//! 8. `thread` (x86-64 and aarch64, glibc): a thread built by hand with `clone3`, and why
+//!    its code may touch no thread-local variable.
 //!
 //! And one that is not a mechanism at all, and uses only [`sync`], [`process`] and
 //! [`cgroup`]: [`cli`], the command line every binary shares (options, `--help`, exit
@@ -101,7 +101,7 @@ pub mod memory;
 pub mod process;
 pub mod spawn;
 pub mod sync;
-#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+#[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"))]
 pub mod thread;
 
 /// Everything that can stop a scenario, each mapped to one exit status.

@@ -46,7 +46,8 @@ pub(crate) fn guard_page(at: *mut u8) -> Result<(), Error> {
     Ok(())
 }
 
-/// One page table (on x86-64) maps this much memory: 512 pages of 4 KiB.
+/// One page table maps this much memory: 512 pages of 4 KiB, on x86-64 and on arm64 with
+/// 4 KiB pages (as Debian's kernels have them; with larger pages the memory scenarios refuse).
 const PAGE_TABLE_SPAN: usize = 2 << 20;
 
 /// A private anonymous mapping whose buffer pages cost nothing until written.

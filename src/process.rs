@@ -646,18 +646,25 @@ pub(crate) struct RseqPause {
 }
 
 impl RseqPause {
-    /// The signature glibc registers with on x86-64 (`RSEQ_SIG`).
-    const SIGNATURE: u32 = 0x5305_3053;
+    /// The signature glibc registers with (`RSEQ_SIG`): the kernel checks it before each
+    /// abort handler, so each architecture picks an instruction that traps if it is ever run.
+    #[cfg(target_arch = "x86_64")]
+    const SIGNATURE: u32 = 0x5305_3053; // the operand of ud1 0x53053053(%rip), %edi
+    #[cfg(target_arch = "aarch64")]
+    const SIGNATURE: u32 = 0xd428_bc00; // brk #0x45e0
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    const SIGNATURE: u32 = 0; // never used: start() pauses nothing there
     const FLAG_UNREGISTER: libc::c_int = 1;
 
-    /// Unregisters this thread's rseq area, if glibc registered one (x86-64 only).
-    #[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
+    /// Unregisters this thread's rseq area, if glibc registered one (x86-64 and aarch64).
+    #[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu")))]
     pub(crate) fn start() -> Option<RseqPause> {
         None
     }
 
-    /// Unregisters this thread's rseq area, if glibc registered one.
-    #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+    /// Unregisters this thread's rseq area, if glibc registered one. glibc keeps it at a fixed
+    /// offset from the thread pointer, and tells the offset and the size.
+    #[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"))]
     pub(crate) fn start() -> Option<RseqPause> {
         extern "C" {
             static __rseq_offset: isize;
@@ -668,12 +675,7 @@ impl RseqPause {
         if size == 0 {
             return None;
         }
-        let thread_pointer: usize;
-        // SAFETY: on x86-64 glibc keeps the thread pointer at fs:0; reading it has no effects.
-        unsafe {
-            std::arch::asm!("mov {}, fs:0", out(reg) thread_pointer, options(nostack, readonly))
-        };
-        let area = (thread_pointer as isize + offset) as *mut libc::c_void;
+        let area = (thread_pointer() as isize + offset) as *mut libc::c_void;
         // glibc registers 32 bytes (the original struct rseq) even where __rseq_size tells
         // the size of the features in use; the kernel wants the registered length back.
         for len in [size.max(32), size] {
@@ -687,6 +689,30 @@ impl RseqPause {
         }
         None
     }
+}
+
+/// The calling thread's thread pointer: where glibc finds the thread's own data, its
+/// thread-local variables and its rseq area. Each architecture keeps it in its own place:
+/// - x86-64: the base of the `fs` segment. Reading a base takes a system call or a recent
+///   instruction, so glibc stores the pointer itself at `fs:0` (the `self` word of its
+///   thread control block), and one load reads it.
+/// - aarch64: the system register `TPIDR_EL0`, which user space reads with `mrs`.
+#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+pub fn thread_pointer() -> usize {
+    let pointer: usize;
+    // SAFETY: a load from fs:0, which glibc (and a hand-built thread's block) sets to the
+    // pointer itself; no effect besides the read.
+    unsafe { std::arch::asm!("mov {}, fs:0", out(reg) pointer, options(nostack, readonly)) };
+    pointer
+}
+
+/// The calling thread's thread pointer; see the x86-64 version beside it.
+#[cfg(all(target_arch = "aarch64", target_env = "gnu"))]
+pub fn thread_pointer() -> usize {
+    let pointer: usize;
+    // SAFETY: reading a register that user space may read; no memory is touched.
+    unsafe { std::arch::asm!("mrs {}, tpidr_el0", out(reg) pointer, options(nomem, nostack)) };
+    pointer
 }
 
 impl Drop for RseqPause {

@@ -19,7 +19,8 @@ use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::unistd::Pid;
 
 use crate::clone3::{CloneArgs, Flags};
-use crate::memory::ChildStack;
+use crate::memory::{ChildStack, StackArea};
+use crate::process::thread_pointer;
 use crate::Error;
 
 /// The flags glibc's `pthread_create` passes to `clone3`, which these threads use.
@@ -42,7 +43,8 @@ pub struct SeenByThread {
     pub pid: Pid,
     /// `gettid()` in the thread.
     pub tid: Pid,
-    /// Its thread pointer (`fs` on x86-64), where its thread-local variables are found.
+    /// Its thread pointer (`fs` on x86-64, `TPIDR_EL0` on aarch64), where its thread-local
+    /// variables are found.
     pub thread_pointer: usize,
     /// The tid word when it first looked: what `CHILD_SETTID` wrote, or [`NOT_WRITTEN`].
     pub tid_word: libc::pid_t,
@@ -102,15 +104,7 @@ impl HandBuiltThread {
         let tid_word = shared.tid_word.as_ptr() as *mut libc::pid_t;
         let mut args = CloneArgs::with_exit_signal(0).flags(flags).tids(tid_word, tid_word);
         if let Some(block) = tls_block.as_mut().map(ChildStack::area) {
-            // x86-64's TLS layout: the variables lie below the thread pointer, which points at
-            // a header whose first word (and third, `self`) hold the pointer itself.
-            let pointer = (block.base as usize + block.len - 64) & !63;
-            // SAFETY: pointer..pointer + 24 lies inside the block, which nothing else uses.
-            unsafe {
-                std::ptr::write(pointer as *mut usize, pointer);
-                std::ptr::write((pointer + 16) as *mut usize, pointer);
-            }
-            args = args.tls(pointer as u64);
+            args = args.tls(thread_pointer_in(block) as u64);
         }
 
         // Blocked here, every signal stays blocked in the thread, which inherits the mask.
@@ -241,12 +235,29 @@ fn futex(word: &AtomicU32, op: libc::c_int, value: u32, timeout: Option<Duration
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, value, timeout_ptr) };
 }
 
-/// The calling thread's thread pointer (`fs:0` on x86-64, where glibc keeps it).
-pub fn thread_pointer() -> usize {
-    let pointer: usize;
-    // SAFETY: reading fs:0, which glibc and the block above set to the pointer itself.
-    unsafe { std::arch::asm!("mov {}, fs:0", out(reg) pointer, options(nostack, readonly)) };
+/// Where a hand-built thread's thread pointer points in its zeroed TLS block, laid out as the
+/// architecture's TLS rules expect; nothing here reads the variables, but what reads the
+/// header finds one.
+/// - x86-64 ("variant II"): the variables lie *below* the pointer, which points at a header
+///   whose first word (and third, `self`) hold the pointer itself, since code reads it from
+///   `fs:0`: near the top of the block.
+/// - aarch64 ("variant I"): the pointer points at a 16-byte header (the dtv pointer and a
+///   reserved word, both 0 here), and the variables lie *above* it: at the bottom.
+#[cfg(target_arch = "x86_64")]
+fn thread_pointer_in(block: StackArea) -> usize {
+    let pointer = (block.base as usize + block.len - 64) & !63;
+    // SAFETY: pointer..pointer + 24 lies inside the block, which nothing else uses yet.
+    unsafe {
+        std::ptr::write(pointer as *mut usize, pointer);
+        std::ptr::write((pointer + 16) as *mut usize, pointer);
+    }
     pointer
+}
+
+/// Where a hand-built thread's thread pointer points; see the x86-64 version beside it.
+#[cfg(target_arch = "aarch64")]
+fn thread_pointer_in(block: StackArea) -> usize {
+    block.base as usize
 }
 
 /// The thread's code, which touches no thread-local: report, wait for the release, end this
@@ -268,23 +279,50 @@ extern "C" fn thread_main(arg: *mut libc::c_void) -> libc::c_int {
             0,
         );
     }
+    exit_this_thread()
+}
+
+/// `exit(0)`, the system call that ends the calling thread alone (libc's `_exit` ends them
+/// all, with `exit_group`). The number and the instruction differ between architectures.
+fn exit_this_thread() -> ! {
     // SAFETY: exit ends this thread only; nothing of ours runs after it.
+    #[cfg(target_arch = "x86_64")]
     unsafe {
         std::arch::asm!("syscall", in("rax") libc::SYS_exit, in("rdi") 0, options(noreturn, nostack))
     }
+    // SAFETY: as above.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        std::arch::asm!("svc #0", in("x8") libc::SYS_exit, in("x0") 0, options(noreturn, nostack))
+    }
 }
 
-/// A system call without libc, which would write errno (a thread-local) on failure.
+/// A system call without libc, which would write errno (a thread-local) on failure. Each
+/// architecture has its own instruction and registers: x86-64 `syscall` with the number in
+/// `rax`, the arguments in `rdi`, `rsi`, `rdx`, `r10`, and `rcx`, `r11` clobbered; aarch64
+/// `svc #0` with the number in `x8`, the arguments in `x0` to `x3`, and nothing clobbered but
+/// the result in `x0`.
 fn raw_syscall(number: libc::c_long, a: usize, b: usize, c: usize) -> isize {
     let ret: isize;
     // SAFETY: the calls made here (getpid, gettid, futex on our own words) touch no memory of
-    // ours but the futex word; syscall clobbers rcx and r11.
+    // ours but the futex word.
+    #[cfg(target_arch = "x86_64")]
     unsafe {
         std::arch::asm!(
             "syscall",
             inlateout("rax") number as isize => ret,
             in("rdi") a, in("rsi") b, in("rdx") c, in("r10") 0usize,
             lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        )
+    };
+    // SAFETY: as above.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        std::arch::asm!(
+            "svc #0",
+            inlateout("x0") a as isize => ret,
+            in("x1") b, in("x2") c, in("x3") 0usize, in("x8") number,
             options(nostack),
         )
     };

@@ -2,7 +2,7 @@
 //! needs less than 4 KiB.
 //!
 //! Usage: `cargo sudo-run --bin clone3_into_cgroup_memory -- [OPTIONS]` (see `--help`; Linux
-//! 5.7 or later, x86-64)
+//! 5.7 or later, x86-64 or aarch64)
 //!
 //! The child is born inside a new cgroup with memory.max = 4096: no delay, no handshake,
 //! nothing to race. Charged from its first instruction on, it runs on a stack the parent

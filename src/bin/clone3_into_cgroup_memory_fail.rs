@@ -2,7 +2,7 @@
 //! that needs 1 MiB.
 //!
 //! Usage: `cargo sudo-run --bin clone3_into_cgroup_memory_fail -- [OPTIONS]` (see `--help`;
-//! Linux 5.7 or later, x86-64)
+//! Linux 5.7 or later, x86-64 or aarch64)
 //!
 //! The story of clone3_into_cgroup_memory, told by the same file, with one thing changed: the
 //! child, born in the 4 KiB cgroup, writes 1 MiB, and the OOM killer ends it before its step

@@ -322,7 +322,7 @@ impl ThreadSeen {
     fn word(&self, word: libc::pid_t) -> String {
         match word {
             w if w == self.tid => "the tid".into(),
-            #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+            #[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"))]
             clone_cgroup::thread::NOT_WRITTEN => "not written".into(),
             w => w.to_string(),
         }
@@ -331,9 +331,10 @@ impl ThreadSeen {
 
 /// A thread built by hand with glibc's flags plus `flag`, then minus it; `read` says what
 /// each showed.
-#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+#[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"))]
 fn thread_row(flag: Flags, read: fn(&ThreadSeen) -> String) -> Result<Seen, Error> {
-    use clone_cgroup::thread::{thread_pointer, HandBuiltThread, NPTL_FLAGS};
+    use clone_cgroup::process::thread_pointer;
+    use clone_cgroup::thread::{HandBuiltThread, NPTL_FLAGS};
 
     // CHILD_SETTID writes the same word as PARENT_SETTID: shown without the latter.
     let base = if flag == Flags::CHILD_SETTID {
@@ -359,9 +360,9 @@ fn thread_row(flag: Flags, read: fn(&ThreadSeen) -> String) -> Result<Seen, Erro
     Ok(Seen::Both(look(Flags(base.0 | flag.0))?, look(Flags(base.0 & !flag.0))?))
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
+#[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu")))]
 fn thread_row(_: Flags, _: fn(&ThreadSeen) -> String) -> Result<Seen, Error> {
-    Ok(Seen::NotShown("threads by hand are written for x86-64 with glibc only".into()))
+    Ok(Seen::NotShown("threads by hand are written for x86-64 and aarch64 with glibc only".into()))
 }
 
 // ---- 3. The namespaces ----

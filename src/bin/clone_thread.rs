@@ -1,7 +1,7 @@
 //! clone_thread: a thread built by hand with `clone3` and the flags glibc's `pthread_create`
 //! uses, then joined the way `pthread_join` joins: on a futex the kernel clears.
 //!
-//! Usage: `cargo run --bin clone_thread` (no root needed; x86-64)
+//! Usage: `cargo run --bin clone_thread` (no root needed; x86-64 or aarch64, glibc)
 //!
 //! The flags: CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND, CLONE_THREAD, CLONE_SYSVSEM (share
 //! everything), CLONE_SETTLS (a thread pointer of its own), CLONE_PARENT_SETTID and
@@ -42,9 +42,10 @@ fn task_list() -> Result<Vec<i32>, Error> {
     Ok(tids)
 }
 
-#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+#[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"))]
 fn run(args: &[String]) -> Result<Summary, Error> {
-    use clone_cgroup::thread::{thread_pointer, HandBuiltThread, NPTL_FLAGS};
+    use clone_cgroup::process::thread_pointer;
+    use clone_cgroup::thread::{HandBuiltThread, NPTL_FLAGS};
 
     no_options(args)?;
     let me = getpid();
@@ -145,9 +146,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         .field("no_settls_pointer", if bare_pointer == ours { "ours" } else { "own" }))
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
+#[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu")))]
 fn run(_: &[String]) -> Result<Summary, Error> {
-    Err(Error::cannot_run("a thread by hand is written for x86-64 with glibc only"))
+    Err(Error::cannot_run("a thread by hand is written for x86-64 and aarch64 with glibc only"))
 }
 
 fn main() -> ExitCode {
