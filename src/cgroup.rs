@@ -60,7 +60,8 @@ impl Cgroup2Mount {
             "this host binds it to cgroup v1 (a hybrid hierarchy); boot with \
              systemd.unified_cgroup_hierarchy=1 or run the scenarios in the VM (scripts/demo.sh)"
                 .to_string()
-        } else if booted_without(controller) {
+        } else if disabled_by(&fs::read_to_string("/proc/cmdline").unwrap_or_default(), controller)
+        {
             // Raspberry Pi OS's firmware puts cgroup_disable=memory on the command line.
             format!(
                 "the kernel was booted with cgroup_disable={controller}; add \
@@ -102,23 +103,15 @@ impl Cgroup2Mount {
     }
 }
 
-/// Whether the kernel's command line disables `controller` (`cgroup_disable=memory`) and no
-/// later word enables it again.
-fn booted_without(controller: &str) -> bool {
-    disabled_by(&fs::read_to_string("/proc/cmdline").unwrap_or_default(), controller)
-}
-
-/// Whether the kernel command line `cmdline` disables `controller`: the last word that names
-/// it, `cgroup_disable=` or `cgroup_enable=`, wins.
+/// Whether the kernel command line `cmdline` (`/proc/cmdline`) disables `controller`: the
+/// last of `cgroup_disable=` and `cgroup_enable=` that names it wins.
 fn disabled_by(cmdline: &str, controller: &str) -> bool {
-    let named = |word: &str, key: &str| {
-        word.strip_prefix(key).is_some_and(|list| list.split(',').any(|c| c == controller))
-    };
-    let last = cmdline
-        .split_whitespace()
-        .rev()
-        .find(|w| named(w, "cgroup_disable=") || named(w, "cgroup_enable="));
-    last.is_some_and(|w| w.starts_with("cgroup_disable="))
+    let last = cmdline.split_whitespace().rev().find_map(|word| {
+        let (key, list) = word.split_once('=')?;
+        let named = list.split(',').any(|c| c == controller);
+        (named && (key == "cgroup_disable" || key == "cgroup_enable")).then_some(key)
+    });
+    last == Some("cgroup_disable")
 }
 
 /// Mount points of `cgroup2` filesystems in the text of `/proc/self/mountinfo`.
@@ -303,11 +296,6 @@ impl Cgroup {
     /// The cgroup's directory.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Whether this program created it (and so removes it).
-    pub fn is_owned(&self) -> bool {
-        self.owned
     }
 
     /// Writes `value` to the cgroup's file `name`.
@@ -529,23 +517,14 @@ pub fn enable_controller(parent: &Path, controller: &str) -> Result<bool, Error>
     }
 }
 
-/// What [`remove_stale`] did with one leftover cgroup.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Stale {
-    /// Its creator is gone and it was empty: removed.
-    Removed(PathBuf),
-    /// Its creator is gone but it still holds these processes (or could not be removed): kept.
-    Kept(PathBuf, String),
-}
-
 /// Finds cgroups under `parent` that a run of this program created and left behind (its
 /// creator, the pid in the name, no longer exists: it was killed with SIGKILL, say), removes
-/// the empty ones and reports the rest. Cgroups of runs still alive are left alone.
-pub fn remove_stale(parent: &Path) -> Vec<Stale> {
+/// the empty ones, and returns a note on each. Cgroups of runs still alive are left alone.
+fn remove_stale(parent: &Path) -> Vec<String> {
     let Ok(entries) = fs::read_dir(parent) else {
         return Vec::new();
     };
-    let mut found = Vec::new();
+    let mut notes = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = own_name_pid(&entry.file_name()) else {
             continue;
@@ -555,21 +534,25 @@ pub fn remove_stale(parent: &Path) -> Vec<Stale> {
             continue;
         }
         let path = entry.path();
+        let left = format!("{} was left behind by a run that no longer exists", path.display());
         let procs = read_file(&path.join("cgroup.procs")).unwrap_or_default();
         if !procs.trim().is_empty() {
             let pids = procs.split_whitespace().collect::<Vec<_>>().join(" ");
-            found.push(Stale::Kept(path, format!("still holds processes {pids}")));
+            notes.push(format!("{left}; kept: still holds processes {pids}"));
             continue;
         }
         match fs::remove_dir(&path) {
-            Ok(()) => found.push(Stale::Removed(path)),
+            Ok(()) => notes.push(format!(
+                "removed {}, left behind by a run that no longer exists",
+                path.display()
+            )),
             // Its creator removed it itself, and ended, between the listing and the kill:
             // not stale, only gone.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => found.push(Stale::Kept(path, e.to_string())),
+            Err(e) => notes.push(format!("{left}; kept: {e}")),
         }
     }
-    found
+    notes
 }
 
 /// Checks that this machine can run a scenario that needs `controller`, refusing before any
@@ -614,18 +597,7 @@ pub fn prepare(
         None => {
             let parent = mount.resolve_dir(parent.unwrap_or(&mount.path))?;
             // A run killed with SIGKILL cannot clean up after itself; the next run does.
-            for stale in remove_stale(&parent) {
-                notes.push(match stale {
-                    Stale::Removed(path) => format!(
-                        "removed {}, left behind by a run that no longer exists",
-                        path.display()
-                    ),
-                    Stale::Kept(path, why) => format!(
-                        "{} was left behind by a run that no longer exists; kept: {why}",
-                        path.display()
-                    ),
-                });
-            }
+            notes.extend(remove_stale(&parent));
             if enable_controller(&parent, controller)? {
                 notes.push(format!(
                     "enabled the {controller} controller: wrote \"+{controller}\" to {}",
@@ -732,12 +704,13 @@ mod tests {
         }
         fs::write(busy.join("cgroup.procs"), "1234\n").unwrap();
         let mut report = remove_stale(&dir);
-        report.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        report.sort();
+        let left = "was left behind by a run that no longer exists";
         assert_eq!(
             report,
             vec![
-                Stale::Kept(busy.clone(), "still holds processes 1234".into()),
-                Stale::Removed(dead.clone()),
+                format!("{} {left}; kept: still holds processes 1234", busy.display()),
+                format!("removed {}, left behind by a run that no longer exists", dead.display()),
             ]
         );
         assert!(alive.exists() && busy.exists() && !dead.exists());

@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 
 use crate::memory::StackArea;
 use crate::process::{
-    child_trampoline, end_child_with, flush_stdout, require_single_thread, Child, Ended, RseqPause,
+    child_trampoline, end_child_with, flush_stdout, require_single_thread, Child, RseqPause,
 };
 use crate::Error;
 
@@ -129,16 +129,6 @@ pub struct CloneArgs<'a> {
     raw: libc::clone_args,
     set_tid: Vec<libc::pid_t>,
     cgroup: Option<BorrowedFd<'a>>,
-    size: usize,
-    tail: [u64; 11],
-}
-
-/// `struct clone_args` followed by as many words again: what a newer program passes to an
-/// older kernel, which accepts it only if the words it does not know are zero (else `E2BIG`).
-#[repr(C)]
-struct ArgsWithTail {
-    args: libc::clone_args,
-    tail: [u64; 11],
 }
 
 impl<'a> CloneArgs<'a> {
@@ -155,7 +145,7 @@ impl<'a> CloneArgs<'a> {
         // SAFETY: clone_args is plain integers; all zero is the kernel's "nothing asked for".
         let mut raw: libc::clone_args = unsafe { std::mem::zeroed() };
         raw.exit_signal = exit_signal;
-        CloneArgs { raw, set_tid: Vec::new(), cgroup: None, size: CloneArgs::SIZE, tail: [0; 11] }
+        CloneArgs { raw, set_tid: Vec::new(), cgroup: None }
     }
 
     /// Adds `flags`.
@@ -212,27 +202,18 @@ impl<'a> CloneArgs<'a> {
         self
     }
 
-    /// Passes `size` bytes instead of [`SIZE`](Self::SIZE), the struct being followed by `tail`
-    /// (zeros, then `tail` in the word `tail_at`); a size up to a page is cut to the struct and
-    /// its tail, 176 bytes (larger ones the kernel refuses unread).
-    pub fn size(mut self, size: usize, tail_at: usize, tail: u64) -> Self {
-        self.size = if size > crate::memory::page_size() {
-            size
-        } else {
-            size.min(std::mem::size_of::<ArgsWithTail>())
-        };
-        self.tail = [0; 11];
-        self.tail[tail_at.min(10)] = tail;
-        self
-    }
-
     /// The flags asked for.
     pub fn flag_set(&self) -> Flags {
         Flags(self.raw.flags)
     }
 
+    /// Whether a stack was given (the fork-like calls refuse one).
+    pub(crate) fn has_stack(&self) -> bool {
+        self.raw.stack != 0
+    }
+
     /// The struct as the kernel will read it, with its pointers filled in.
-    fn fill(&self, pidfd_out: &mut libc::c_int) -> ArgsWithTail {
+    pub(crate) fn fill(&self, pidfd_out: &mut libc::c_int) -> libc::clone_args {
         let mut args = self.raw;
         if self.flag_set().contains(Flags::PIDFD) {
             args.pidfd = pidfd_out as *mut libc::c_int as u64;
@@ -246,7 +227,7 @@ impl<'a> CloneArgs<'a> {
         if let Some(fd) = self.cgroup {
             args.cgroup = fd.as_raw_fd() as u64;
         }
-        ArgsWithTail { args, tail: self.tail }
+        args
     }
 }
 
@@ -265,7 +246,7 @@ pub fn not_offered(errno: Errno) -> Option<&'static str> {
 }
 
 /// Turns a finished call into its child: the pid and, with `CLONE_PIDFD`, the pidfd.
-fn started(
+pub(crate) fn started(
     args: &CloneArgs,
     ret: libc::c_long,
     errno: Errno,
@@ -274,7 +255,7 @@ fn started(
     if ret < 0 {
         return Err(Error::sys("clone3", errno));
     }
-    Ok(Child::with_pidfd(
+    Ok(Child::new(
         Pid::from_raw(ret as libc::pid_t),
         // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor that we now own.
         args.flag_set().contains(Flags::PIDFD).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) }),
@@ -283,7 +264,7 @@ fn started(
 
 /// Flags a fork-like child must not have: sharing memory, handlers or thread identity, or
 /// having the kernel write a tid or take a thread pointer at addresses we were handed.
-const REFUSED: Flags = Flags(
+pub(crate) const REFUSED: Flags = Flags(
     Flags::THREAD.0
         | Flags::VFORK.0
         | Flags::SIGHAND.0
@@ -302,7 +283,7 @@ const REFUSED: Flags = Flags(
 /// or write through pointers (`VM`, `SIGHAND`, `THREAD`, `VFORK`, `SETTLS`, the TID flags).
 pub fn clone3_child(args: &CloneArgs, child: impl FnOnce() -> i32) -> Result<Child, Error> {
     let refused = Flags(args.flag_set().0 & REFUSED.0);
-    if refused != Flags::NONE || args.raw.stack != 0 {
+    if refused != Flags::NONE || args.has_stack() {
         return Err(Error::Failed(format!(
             "clone3_child refuses {refused} and a stack: use clone3_child_on_stack or \
              clone3_child_unchecked"
@@ -313,26 +294,7 @@ pub fn clone3_child(args: &CloneArgs, child: impl FnOnce() -> i32) -> Result<Chi
     unsafe { clone3_child_unchecked(args, child) }
 }
 
-/// One `clone3` with `args` as they are, for showing what the kernel accepts and refuses: the
-/// errno, or how the child (which exits 0 at once) ended. It refuses, itself, only what would
-/// make the call unsafe (`VM`, `SETTLS`, the TID flags: memory shared or written through
-/// pointers); every other combination, valid or not, goes to the kernel.
-pub fn try_clone3(args: &CloneArgs) -> Result<Result<Ended, Errno>, Error> {
-    let unsafe_flags = Flags(REFUSED.0 & !(Flags::THREAD.0 | Flags::SIGHAND.0 | Flags::VFORK.0));
-    if args.flag_set().intersects(unsafe_flags) || args.raw.stack != 0 {
-        return Err(Error::Failed(format!("try_clone3 refuses {}", args.flag_set())));
-    }
-    require_single_thread("clone3")?;
-    // SAFETY: one thread (checked); no flag that shares memory or writes through a pointer, and
-    // no stack: the child is a copy of us that ends at once (VFORK only suspends us meanwhile).
-    match unsafe { clone3_child_unchecked(args, || 0) } {
-        Ok(mut child) => Ok(Ok(child.reap()?)),
-        Err(Error::Sys { errno, .. }) => Ok(Err(errno)),
-        Err(e) => Err(e),
-    }
-}
-
-/// [`clone3_child`] with any flags and sizes: for showing what the kernel accepts and refuses.
+/// [`clone3_child`] with any flags: for showing what the kernel accepts and refuses.
 ///
 /// # Safety
 /// The process must have one thread, and the flags must not let the child share our stack
@@ -345,11 +307,12 @@ pub unsafe fn clone3_child_unchecked(
     let mut pidfd: libc::c_int = -1;
     let mut filled = args.fill(&mut pidfd);
     let rseq = if args.flag_set().contains(Flags::VM) { None } else { RseqPause::start() };
-    // SAFETY: filled is a clone_args (plus a tail word) of at least the size passed, with
-    // pointers (pidfd, set_tid) alive for the call. Without a stack the child returns here on
-    // a copy of our stack, as after fork, and goes no further than end_child_with.
-    let ret =
-        unsafe { libc::syscall(libc::SYS_clone3, &mut filled as *mut ArgsWithTail, args.size) };
+    // SAFETY: filled is a clone_args of the size passed, with pointers (pidfd, set_tid) alive
+    // for the call. Without a stack the child returns here on a copy of our stack, as after
+    // fork, and goes no further than end_child_with.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_clone3, &mut filled as *mut libc::clone_args, CloneArgs::SIZE)
+    };
     if ret == 0 {
         end_child_with(child);
     }
@@ -446,8 +409,8 @@ pub(crate) unsafe fn clone3_on_stack(
             "ud2",
             "2:",
             inlateout("rax") libc::SYS_clone3 => ret,
-            in("rdi") &mut filled as *mut ArgsWithTail,
-            in("rsi") args.size,
+            in("rdi") &mut filled as *mut libc::clone_args,
+            in("rsi") CloneArgs::SIZE,
             in("r12") arg,
             in("r13") entry,
             lateout("rcx") _,
@@ -469,8 +432,8 @@ pub(crate) unsafe fn clone3_on_stack(
             "svc #0",
             "brk #0",
             "2:",
-            inlateout("x0") &mut filled as *mut ArgsWithTail => ret,
-            in("x1") args.size,
+            inlateout("x0") &mut filled as *mut libc::clone_args => ret,
+            in("x1") CloneArgs::SIZE,
             in("x8") libc::SYS_clone3,
             in("x10") arg,
             in("x11") entry,
@@ -508,7 +471,7 @@ mod tests {
         let args = CloneArgs::new(Signal::SIGCHLD)
             .pidfd()
             .set_tid(&[Pid::from_raw(1), Pid::from_raw(4242)]);
-        let filled = args.fill(&mut pidfd).args;
+        let filled = args.fill(&mut pidfd);
         assert_eq!(filled.flags, 0x1000);
         assert_eq!(filled.exit_signal, libc::SIGCHLD as u64);
         assert_eq!(filled.set_tid_size, 2);
@@ -521,7 +484,7 @@ mod tests {
         let dir = std::fs::File::open("/").unwrap();
         let mut pidfd = -1;
         let args = CloneArgs::new(Signal::SIGCHLD).into_cgroup(&dir);
-        let filled = args.fill(&mut pidfd).args;
+        let filled = args.fill(&mut pidfd);
         assert_eq!(filled.flags, 0x2_0000_0000);
         assert_eq!(filled.cgroup, dir.as_raw_fd() as u64);
         assert_eq!(filled.pidfd, 0);

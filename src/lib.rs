@@ -41,12 +41,14 @@
 //!    controller, write a limit, move a process in, read the kernel's counters, remove.
 //! 5. [`clone3`]: the `clone3` system call: `CLONE_INTO_CGROUP`, `CLONE_PIDFD`, `set_tid`.
 //!
-//! The lessons around them add three, each a set of system calls that needs `unsafe`:
+//! The lessons around them add four, each a set of system calls that needs `unsafe`:
 //! 6. [`spawn`]: process creation prepared in advance, so that a child only makes system calls.
 //! 7. [`attributes`]: what fork copies, exec resets and the clone flags share, besides memory:
 //!    signal dispositions, nice, I/O priority, a System V semaphore's undo.
 //! 8. `thread` (x86-64 and aarch64, glibc): a thread built by hand with `clone3`, and why
 //!    its code may touch no thread-local variable.
+//! 9. [`clone3_probe`]: `clone3` with its arguments as given (any size, words after the
+//!    struct, refused flags), for showing what the kernel checks.
 //!
 //! And one that is not a mechanism at all, and uses only [`sync`], [`process`] and
 //! [`cgroup`]: [`cli`], the command line every binary shares (options, `--help`, exit
@@ -97,6 +99,7 @@ pub mod attributes;
 pub mod cgroup;
 pub mod cli;
 pub mod clone3;
+pub mod clone3_probe;
 pub mod memory;
 pub mod process;
 pub mod spawn;

@@ -141,24 +141,17 @@ impl Ended {
 pub(crate) fn report_kill(
     child: Pid,
     ended: Ended,
-    interrupted: Option<Signal>,
+    why: Option<Signal>,
     timeout: Duration,
 ) -> Error {
-    let me = nix::unistd::getpid();
-    let status = ended.status;
-    match interrupted {
-        Some(signal) => {
-            println!(
-                "parent[{me}]: got {}; killed and reaped child {child}: {status:?}",
-                signal.as_str()
-            );
-            Error::Interrupted(signal)
-        }
-        None => {
-            println!("parent[{me}]: child {child} still running after {timeout:?}; killed it: {status:?}");
-            Error::Failed(format!("child did not end within {timeout:?}"))
-        }
+    let (me, status) = (nix::unistd::getpid(), ended.status);
+    if let Some(signal) = why {
+        let got = signal.as_str();
+        println!("parent[{me}]: got {got}; killed and reaped child {child}: {status:?}");
+        return Error::Interrupted(signal);
     }
+    println!("parent[{me}]: child {child} still running after {timeout:?}; killed it: {status:?}");
+    Error::Failed(format!("child did not end within {timeout:?}"))
 }
 
 /// Blocks until `child` has ended and reaps it: `waitpid` with `__WALL`, so that a clone
@@ -196,13 +189,8 @@ pub struct Child {
 }
 
 impl Child {
-    /// Takes responsibility for the child `pid`.
-    pub(crate) fn adopt(pid: Pid) -> Child {
-        Child { pid, pidfd: None, reaped: false }
-    }
-
-    /// Takes responsibility for the child `pid`, which `pidfd` refers to.
-    pub(crate) fn with_pidfd(pid: Pid, pidfd: Option<OwnedFd>) -> Child {
+    /// Takes responsibility for the child `pid`, which `pidfd` refers to if given.
+    pub(crate) fn new(pid: Pid, pidfd: Option<OwnedFd>) -> Child {
         Child { pid, pidfd, reaped: false }
     }
 
@@ -378,8 +366,8 @@ pub(crate) fn wait_pidfd(pidfd: &OwnedFd, pid: Pid, timeout: Duration) -> Result
         SignalFd::with_flags(&interruptions, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(|e| Error::sys("signalfd", e))?;
     let deadline = Instant::now() + timeout;
-    let mut interrupted = None;
-    loop {
+    // Until the child has ended (the pidfd is readable), an interruption or the deadline.
+    let interrupted = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let mut fds = [
             PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
@@ -388,29 +376,19 @@ pub(crate) fn wait_pidfd(pidfd: &OwnedFd, pid: Pid, timeout: Duration) -> Result
         let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
             .unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, ms) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(Errno::EINTR) => continue,
+            Ok(0) => break None,
+            Ok(_) if fds[0].any().unwrap_or(false) => return reap_pidfd(pidfd),
+            Ok(_) => {
+                if let Ok(Some(info)) = signals.read_signal() {
+                    break Signal::try_from(info.ssi_signo as i32).ok();
+                }
+            }
+            Err(Errno::EINTR) => {}
             Err(e) => return Err(Error::sys("poll", e)),
         }
-        if fds[0].any().unwrap_or(false) {
-            break;
-        }
-        if let Ok(Some(info)) = signals.read_signal() {
-            interrupted = Signal::try_from(info.ssi_signo as i32).ok();
-            break;
-        }
-    }
-    let mut ready = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    let exited = matches!(poll(&mut ready, PollTimeout::ZERO), Ok(n) if n > 0);
-    if !exited {
-        pidfd_kill(pidfd)?;
-    }
-    let ended = reap_pidfd(pidfd)?;
-    if exited {
-        return Ok(ended);
-    }
-    Err(report_kill(pid, ended, interrupted, timeout))
+    };
+    pidfd_kill(pidfd)?;
+    Err(report_kill(pid, reap_pidfd(pidfd)?, interrupted, timeout))
 }
 
 /// `pidfd_send_signal(pidfd, SIGKILL)`: kills exactly the process the pidfd refers to.
@@ -538,7 +516,7 @@ pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Child, Error> {
     // returns into our frames but ends in end_child_with.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => end_child_with(child),
-        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Child::adopt(child)),
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Child::new(child, None)),
         Err(e) => Err(Error::sys("fork", e)),
     }
 }
@@ -628,7 +606,7 @@ pub unsafe fn clone_child_unchecked<F: FnMut() -> i32>(
     if pid == -1 {
         return Err(Error::sys("clone", errno));
     }
-    Ok(Child::adopt(Pid::from_raw(pid)))
+    Ok(Child::new(Pid::from_raw(pid), None))
 }
 
 /// glibc's restartable-sequences registration, paused for the span of a `clone` or `clone3`.

@@ -19,7 +19,8 @@ use std::process::ExitCode;
 
 use clone_cgroup::cgroup::{self, Cgroup};
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
-use clone_cgroup::clone3::{not_offered, try_clone3, CloneArgs, Flags};
+use clone_cgroup::clone3::{not_offered, CloneArgs, Flags};
+use clone_cgroup::clone3_probe::{try_clone3, Probe};
 use clone_cgroup::process::{fork_child, Outcome};
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
@@ -60,13 +61,18 @@ enum Needs {
 struct Case {
     source: &'static str,
     input: String,
-    args: CloneArgs<'static>,
+    args: Probe<'static>,
     expect: Expect,
     needs: Needs,
 }
 
-fn case(source: &'static str, input: &str, args: CloneArgs<'static>, expect: Expect) -> Case {
-    Case { source, input: input.to_string(), args, expect, needs: Needs::Nothing }
+fn case(
+    source: &'static str,
+    input: &str,
+    args: impl Into<Probe<'static>>,
+    expect: Expect,
+) -> Case {
+    Case { source, input: input.to_string(), args: args.into(), expect, needs: Needs::Nothing }
 }
 
 /// The cgroups the CLONE_INTO_CGROUP cases clone into, opened O_PATH, leaked for the
@@ -237,7 +243,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     }
     let me = getpid();
     // What clone3 itself needs: a kernel that has it.
-    if let Err(errno) = try_clone3(&CloneArgs::new(Signal::SIGCHLD))? {
+    if let Err(errno) = try_clone3(&CloneArgs::new(Signal::SIGCHLD).into())? {
         return Err(Error::cannot_run(not_offered(errno).unwrap_or("clone3 fails here")));
     }
 

@@ -32,7 +32,8 @@ use clone_cgroup::attributes::{
 };
 use clone_cgroup::cgroup;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
-use clone_cgroup::clone3::{clone3_child, try_clone3, CloneArgs, Flags};
+use clone_cgroup::clone3::{clone3_child, CloneArgs, Flags};
+use clone_cgroup::clone3_probe::try_clone3;
 use clone_cgroup::memory::ChildStack;
 use clone_cgroup::process::{clone_child, fork_child, vfork_child, Child, Outcome};
 use clone_cgroup::sync::{send, wait_signal, SignalWatch};
@@ -663,8 +664,8 @@ fn detached_row() -> Result<Seen, Error> {
         return Err(Error::Failed(format!("clone(CLONE_DETACHED): the child {}", ignored.outcome)));
     }
     Ok(Seen::Both(
-        word(try_clone3(&CloneArgs::new(Signal::SIGCHLD).flags(Flags::DETACHED))?),
-        word(try_clone3(&CloneArgs::new(Signal::SIGCHLD))?),
+        word(try_clone3(&CloneArgs::new(Signal::SIGCHLD).flags(Flags::DETACHED).into())?),
+        word(try_clone3(&CloneArgs::new(Signal::SIGCHLD).into())?),
     ))
 }
 
@@ -685,7 +686,7 @@ const fn tracing_row(flag: &'static str) -> Row {
 fn run(args: &[String]) -> Result<Summary, Error> {
     no_options(args)?;
     let me = getpid();
-    if let Err(errno) = try_clone3(&CloneArgs::new(Signal::SIGCHLD))? {
+    if let Err(errno) = try_clone3(&CloneArgs::new(Signal::SIGCHLD).into())? {
         let why = clone_cgroup::clone3::not_offered(errno).unwrap_or("clone3 fails here");
         return Err(Error::cannot_run(why));
     }
