@@ -40,7 +40,7 @@ macro_rules! clone_flags {
 }
 
 clone_flags! {
-    NEWTIME = 0x80, "a new time namespace (5.6; not in `clone`, where the bit is a signal).";
+    NEWTIME = 0x80, "a new time namespace (`unshare` 5.6; `clone3` 6.3, in stable lines too).";
     VM = 0x100, "share the address space.";
     FS = 0x200, "share the root, the working directory and the umask.";
     FILES = 0x400, "share the file descriptor table.";
@@ -67,6 +67,10 @@ clone_flags! {
     IO = 0x80000000, "share the I/O context.";
     CLEAR_SIGHAND = 0x1_0000_0000, "reset every caught signal to its default (5.5; no `SIGHAND`).";
     INTO_CGROUP = 0x2_0000_0000, "start the child in the cgroup of fd `clone_args.cgroup` (5.7).";
+    AUTOREAP = 0x4_0000_0000, "reap the child at its end, no zombie, no wait (7.1; exit signal 0).";
+    NNP = 0x8_0000_0000, "set `no_new_privs` in the child, as `prctl` would (7.1; no `THREAD`).";
+    PIDFD_AUTOKILL = 0x10_0000_0000, "SIGKILL the child when its pidfd closes (7.1; `PIDFD`, `AUTOREAP`).";
+    EMPTY_MNTNS = 0x20_0000_0000, "a new mount namespace holding its root alone (7.1; implies `NEWNS`).";
 }
 
 impl Flags {
@@ -210,6 +214,11 @@ impl<'a> CloneArgs<'a> {
     /// Whether a stack was given (the fork-like calls refuse one).
     pub(crate) fn has_stack(&self) -> bool {
         self.raw.stack != 0
+    }
+
+    /// The struct as given, before its pointers are filled in.
+    pub(crate) fn raw(&self) -> &libc::clone_args {
+        &self.raw
     }
 
     /// The struct as the kernel will read it, with its pointers filled in.
@@ -492,12 +501,12 @@ mod tests {
 
     #[test]
     fn flags_print_their_c_names() {
-        assert_eq!(Flags::ALL.len(), 27);
+        assert_eq!(Flags::ALL.len(), 31);
         assert_eq!(
             (Flags::PIDFD | Flags::INTO_CGROUP).to_string(),
             "CLONE_PIDFD | CLONE_INTO_CGROUP"
         );
-        assert_eq!(Flags(0x4_0000_0000).to_string(), "0x400000000");
+        assert_eq!(Flags(0x40_0000_0000).to_string(), "0x4000000000");
         assert_eq!(Flags::NONE.to_string(), "0x0");
         assert_eq!(Flags::from(nix::sched::CloneFlags::CLONE_NEWPID), Flags::NEWPID);
     }

@@ -18,17 +18,37 @@ struct ArgsWithTail {
     tail: [u64; 11],
 }
 
-/// The arguments of one probing call: the struct, the size passed for it, the words after it.
+/// The arguments of one probing call: the struct, the size passed for it, the words after it,
+/// and fields set to values [`CloneArgs`] would not build.
 #[derive(Clone, Debug)]
 pub struct Probe<'a> {
     args: CloneArgs<'a>,
     size: usize,
     tail: [u64; 11],
+    cgroup: Option<u64>,
+    parent_tid_at_pidfd: bool,
 }
 
 impl<'a> From<CloneArgs<'a>> for Probe<'a> {
     fn from(args: CloneArgs<'a>) -> Probe<'a> {
-        Probe { args, size: CloneArgs::SIZE, tail: [0; 11] }
+        let (size, tail) = (CloneArgs::SIZE, [0; 11]);
+        Probe { args, size, tail, cgroup: None, parent_tid_at_pidfd: false }
+    }
+}
+
+impl<'a> Probe<'a> {
+    /// `CLONE_INTO_CGROUP` with `clone_args.cgroup` = `value`, which need not be a descriptor.
+    pub fn cgroup_value(mut self, value: u64) -> Self {
+        self.args = self.args.flags(Flags::INTO_CGROUP);
+        self.cgroup = Some(value);
+        self
+    }
+
+    /// `CLONE_PIDFD | CLONE_PARENT_SETTID`, both pointing at the same word.
+    pub fn parent_tid_at_pidfd(mut self) -> Self {
+        self.args = self.args.flags(Flags::PIDFD | Flags::PARENT_SETTID);
+        self.parent_tid_at_pidfd = true;
+        self
     }
 }
 
@@ -50,28 +70,45 @@ impl<'a> CloneArgs<'a> {
 
 /// One `clone3` with `probe` as it is: the errno, or how the child (which exits 0 at once)
 /// ended. It refuses, itself, only what would make the call unsafe (`VM`, `SETTLS`, the TID
-/// flags: memory shared or written through pointers, and a stack); every other combination,
-/// valid or not, goes to the kernel.
+/// flags: memory shared or written through pointers, and a stack to run on); every other
+/// combination, valid or not, goes to the kernel.
 pub fn try_clone3(probe: &Probe) -> Result<Result<Ended, Errno>, Error> {
     let args = &probe.args;
-    let unsafe_flags = Flags(REFUSED.0 & !(Flags::THREAD.0 | Flags::SIGHAND.0 | Flags::VFORK.0));
-    if args.flag_set().intersects(unsafe_flags) || args.has_stack() {
+    let mut unsafe_flags = REFUSED.0 & !(Flags::THREAD.0 | Flags::SIGHAND.0 | Flags::VFORK.0);
+    if probe.parent_tid_at_pidfd {
+        // The kernel would write the tid into our own pidfd word: nothing else.
+        unsafe_flags &= !Flags::PARENT_SETTID.0;
+    }
+    // A stack without a size the kernel refuses before anything runs on it.
+    let runnable_stack = args.has_stack() && args.raw().stack_size != 0;
+    if args.flag_set().intersects(Flags(unsafe_flags)) || runnable_stack {
         return Err(Error::Failed(format!("try_clone3 refuses {}", args.flag_set())));
     }
     require_single_thread("clone3")?;
     flush_stdout();
     let mut pidfd: libc::c_int = -1;
     let mut filled = ArgsWithTail { args: args.fill(&mut pidfd), tail: probe.tail };
-    // SAFETY: one thread (checked); no flag that shares memory or writes through a pointer, no
-    // stack: the child is a copy of us, which ends at once in end_child_with (VFORK only
-    // suspends us meanwhile). `filled` holds `size` bytes or more, unless the size is over a
-    // page, which the kernel refuses before it reads anything.
+    if let Some(value) = probe.cgroup {
+        filled.args.cgroup = value;
+    }
+    if probe.parent_tid_at_pidfd {
+        filled.args.parent_tid = filled.args.pidfd;
+    }
+    // SAFETY: one thread (checked); no flag that shares memory or writes through a pointer but
+    // into our own pidfd word, no stack to run on: the child is a copy of us, which ends at once
+    // in end_child_with (VFORK only suspends us meanwhile). `filled` holds `size` bytes or
+    // more, unless the size is over a page, which the kernel refuses before it reads anything.
     let ret =
         unsafe { libc::syscall(libc::SYS_clone3, &mut filled as *mut ArgsWithTail, probe.size) };
     if ret == 0 {
         end_child_with(|| 0);
     }
-    match started(args, ret, Errno::last(), pidfd) {
+    let errno = Errno::last();
+    if ret > 0 && probe.parent_tid_at_pidfd {
+        // Accepted after all: the pidfd word holds the tid, not a descriptor of ours.
+        return Ok(Ok(crate::process::reap(nix::unistd::Pid::from_raw(ret as libc::pid_t))?));
+    }
+    match started(args, ret, errno, pidfd) {
         Ok(mut child) => Ok(Ok(child.reap()?)),
         Err(Error::Sys { errno, .. }) => Ok(Err(errno)),
         Err(e) => Err(e),
