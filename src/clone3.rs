@@ -211,11 +211,6 @@ impl<'a> CloneArgs<'a> {
         Flags(self.raw.flags)
     }
 
-    /// Whether a stack was given (the fork-like calls refuse one).
-    pub(crate) fn has_stack(&self) -> bool {
-        self.raw.stack != 0
-    }
-
     /// The struct as given, before its pointers are filled in.
     pub(crate) fn raw(&self) -> &libc::clone_args {
         &self.raw
@@ -292,7 +287,7 @@ pub(crate) const REFUSED: Flags = Flags(
 /// or write through pointers (`VM`, `SIGHAND`, `THREAD`, `VFORK`, `SETTLS`, the TID flags).
 pub fn clone3_child(args: &CloneArgs, child: impl FnOnce() -> i32) -> Result<Child, Error> {
     let refused = Flags(args.flag_set().0 & REFUSED.0);
-    if refused != Flags::NONE || args.has_stack() {
+    if refused != Flags::NONE || args.raw.stack != 0 {
         return Err(Error::Failed(format!(
             "clone3_child refuses {refused} and a stack: use clone3_child_on_stack or \
              clone3_child_unchecked"

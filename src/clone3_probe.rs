@@ -80,7 +80,7 @@ pub fn try_clone3(probe: &Probe) -> Result<Result<Ended, Errno>, Error> {
         unsafe_flags &= !Flags::PARENT_SETTID.0;
     }
     // A stack without a size the kernel refuses before anything runs on it.
-    let runnable_stack = args.has_stack() && args.raw().stack_size != 0;
+    let runnable_stack = args.raw().stack != 0 && args.raw().stack_size != 0;
     if args.flag_set().intersects(Flags(unsafe_flags)) || runnable_stack {
         return Err(Error::Failed(format!("try_clone3 refuses {}", args.flag_set())));
     }
@@ -112,5 +112,33 @@ pub fn try_clone3(probe: &Probe) -> Result<Result<Ended, Errno>, Error> {
         Ok(mut child) => Ok(Ok(child.reap()?)),
         Err(Error::Sys { errno, .. }) => Ok(Err(errno)),
         Err(e) => Err(e),
+    }
+}
+
+/// Whether this kernel knows `flags`, asked without creating a process: `clone3` with them,
+/// exit signal 0, and `CLONE_INTO_CGROUP` on descriptor `i32::MAX`, which no process can have
+/// open (`fs.nr_open` is at most 2^30). A kernel that knows the flags gets as far as the
+/// cgroup (late in copy_process: what it copied is undone) and answers EBADF; one that does
+/// not refuses them first, with EINVAL (as it refuses `CLONE_INTO_CGROUP` itself before 5.7).
+/// `flags` must be a valid combination. Safe from any thread, since no child can come of it.
+pub fn knows_flags(flags: Flags) -> Result<bool, Error> {
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs::with_exit_signal(0).flags(flags).fill(&mut pidfd);
+    args.flags |= Flags::INTO_CGROUP.0;
+    args.cgroup = i32::MAX as u64;
+    // SAFETY: the cgroup descriptor cannot be open, so the kernel fails the call before the
+    // new task ever runs (cgroup_css_set_fork, in copy_process); pidfd points to our word.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_clone3, &mut args as *mut libc::clone_args, CloneArgs::SIZE)
+    };
+    if ret == 0 {
+        // SAFETY: a child after all, which must not run our code: it ends at once.
+        unsafe { libc::_exit(0) };
+    }
+    match (ret, Errno::last()) {
+        (-1, Errno::EBADF) => Ok(true),
+        (-1, Errno::EINVAL) => Ok(false),
+        (-1, errno) => Err(Error::sys("clone3(CLONE_INTO_CGROUP, fd i32::MAX)", errno)),
+        _ => Err(Error::Failed(format!("clone3 into descriptor {} made child {ret}", i32::MAX))),
     }
 }

@@ -4,6 +4,8 @@
 //! ones are `#[ignore]`d and run in the VM.
 
 mod common;
+use clone_cgroup::clone3::Flags;
+use clone_cgroup::clone3_probe::knows_flags;
 use common::*;
 
 #[test]
@@ -12,7 +14,7 @@ fn clone_flags_show_each_flag_they_can_here_as_expected() {
     assert_eq!(run.code, 0, "{run}");
     let summary = run.summary();
     assert_eq!(summary.verdict, Verdict::AsClaimed, "{run}");
-    assert_eq!(summary.get("rows"), Some("27"), "{run}");
+    assert_eq!(summary.get("rows"), Some("31"), "{run}");
     assert_eq!(summary.get("differ"), Some("none"), "{run}");
     assert_eq!(summary.get("as_expected"), summary.get("shown"), "{run}");
     // The sharing and thread rows need neither root nor a recent kernel.
@@ -29,9 +31,22 @@ fn clone_flags_show_all_but_the_tracing_rows_as_root_on_cgroup_v2() {
     let run = run("clone_flags", &[]);
     assert_eq!(run.code, 0, "{run}");
     let summary = run.summary();
-    assert_eq!(summary.get("shown"), Some("25"), "{run}");
-    assert_eq!(summary.get("as_expected"), Some("25"), "{run}");
-    assert_eq!(summary.get("not_shown"), Some("PTRACE,UNTRACED"), "{run}");
+    // The flags of 7.1, shown live where the kernel knows them: asked here on its own.
+    let since_7_1 = ["CLONE_AUTOREAP", "CLONE_PIDFD_AUTOKILL", "CLONE_NNP", "CLONE_EMPTY_MNTNS"];
+    let knows_7_1 = knows_flags(Flags::AUTOREAP).expect("ask the kernel about CLONE_AUTOREAP");
+    let (shown, not_shown) = if knows_7_1 {
+        ("29", "PTRACE,UNTRACED")
+    } else {
+        ("25", "AUTOREAP,PIDFD_AUTOKILL,NNP,EMPTY_MNTNS,PTRACE,UNTRACED")
+    };
+    assert_eq!(summary.get("shown"), Some(shown), "{run}");
+    assert_eq!(summary.get("as_expected"), Some(shown), "{run}");
+    assert_eq!(summary.get("not_shown"), Some(not_shown), "{run}");
+    for flag in since_7_1 {
+        let row = run.stdout.lines().find(|l| l.trim_start().starts_with(flag)).unwrap_or("");
+        let said = if knows_7_1 { "as expected" } else { "this kernel lacks it (Linux 7.1" };
+        assert!(row.contains(said), "{flag}: {run}");
+    }
     run.assert_nothing_left();
 }
 
@@ -98,9 +113,27 @@ fn clone3_arguments_are_checked_as_the_kernel_selftests_expect() {
     assert_eq!(run.code, 0, "{run}");
     let summary = run.summary();
     let cases: usize = summary.get("cases").unwrap().parse().unwrap();
-    assert!(cases >= 25, "{run}");
+    assert!(cases >= 55, "{run}");
     assert_eq!(summary.get("as_expected"), Some(cases.to_string().as_str()), "{run}");
     assert_eq!(summary.get("mismatched"), Some("none"), "{run}");
+    // Every case of the selftests it names, and the kernel's own refusals, by function.
+    let rows =
+        |source: &str| run.stdout.lines().filter(|l| l.trim_start().starts_with(source)).count();
+    for (source, at_least) in [
+        ("clone3.c ", 19),
+        ("clone3_set_tid.c ", 16),
+        ("clone3_cap_checkpoint_restore.c ", 1),
+        ("cgroup/test_core.c ", 4),
+        ("fork.c ", 12),
+    ] {
+        assert!(rows(source) >= at_least, "{source}: {run}");
+    }
+    for errno in ["EPERM", "EACCES"] {
+        assert!(
+            run.stdout.lines().any(|l| l.contains(errno) && l.ends_with("as expected")),
+            "{run}"
+        );
+    }
     run.assert_nothing_left();
 }
 

@@ -15,14 +15,19 @@
 //! 4. The child's place (CLONE_PARENT, VFORK, PIDFD, INTO_CGROUP, CLEAR_SIGHAND, DETACHED):
 //!    whose child it is, whether the parent waits, what clone3 returns, where the child is
 //!    born, what it keeps of our handlers, what the kernel does with an obsolete flag.
-//! 5. CLONE_PTRACE and CLONE_UNTRACED concern a traced parent: not shown here.
+//! 5. The child's birth and end as Linux 7.1 lets a parent ask for them (CLONE_AUTOREAP,
+//!    PIDFD_AUTOKILL, NNP, EMPTY_MNTNS): a child no wait finds, a child killed when its pidfd
+//!    closes, no_new_privs from birth, a mount namespace holding its root alone. On an older
+//!    kernel each row says it lacks the flag.
+//! 6. CLONE_PTRACE and CLONE_UNTRACED concern a traced parent: not shown here.
 //!
 //! Expect every shown row as the table says ("as expected") and exit status 0; a row this
 //! machine cannot show says why instead. The idea of the first rows is demo_clone in The Linux
 //! Programming Interface (chapter 28).
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -33,13 +38,14 @@ use clone_cgroup::attributes::{
 use clone_cgroup::cgroup;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{clone3_child, CloneArgs, Flags};
-use clone_cgroup::clone3_probe::try_clone3;
+use clone_cgroup::clone3_probe::{knows_flags, try_clone3};
 use clone_cgroup::memory::ChildStack;
 use clone_cgroup::process::{clone_child, fork_child, vfork_child, Child, Outcome};
 use clone_cgroup::sync::{send, wait_signal, SignalWatch};
 use clone_cgroup::Error;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::stat::{stat, umask, Mode};
@@ -669,7 +675,169 @@ fn detached_row() -> Result<Seen, Error> {
     ))
 }
 
-// ---- 5. Tracing ----
+// ---- 5. Birth and end, as 7.1 lets a parent ask ----
+
+const SINCE_7_1: [Row; 4] = [
+    Row {
+        flag: "CLONE_AUTOREAP",
+        shown_by: "waitid(P_PIDFD) once the child has ended",
+        expect_with: "ECHILD",
+        expect_without: "exited 0",
+        show: |_| autoreap_row(),
+    },
+    Row {
+        flag: "CLONE_PIDFD_AUTOKILL",
+        shown_by: "the waiting child, once its pidfd is closed",
+        expect_with: "gone",
+        expect_without: "running",
+        show: |_| autokill_row(),
+    },
+    Row {
+        flag: "CLONE_NNP",
+        shown_by: "NoNewPrivs in the child's /proc/PID/status",
+        expect_with: "1",
+        expect_without: "0",
+        show: |_| nnp_row(),
+    },
+    Row {
+        flag: "CLONE_EMPTY_MNTNS",
+        shown_by: "mounts in the child's /proc/PID/mountinfo",
+        expect_with: "1: its root",
+        expect_without: "a copy of ours",
+        show: |_| empty_mntns_row(),
+    },
+];
+
+/// What a row says where the kernel does not know its flag.
+const LACKS_7_1: &str = "this kernel lacks it (Linux 7.1 brings it)";
+
+/// A clone3 child with `args` that runs `body`, or the kernel's errno.
+fn started(args: CloneArgs, body: fn() -> i32) -> Result<Result<Child, Errno>, Error> {
+    match clone3_child(&args, body) {
+        Ok(child) => Ok(Ok(child)),
+        Err(Error::Sys { errno, .. }) => Ok(Err(errno)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Both sides of a row whose `look` runs a child with `flags` and one without. Where the first
+/// gets EINVAL, the kernel is asked apart whether it knows the flags at all
+/// ([`knows_flags`]): only then does the row say that it lacks them.
+fn both(
+    flags: Flags,
+    look: impl Fn(bool) -> Result<Result<String, Errno>, Error>,
+) -> Result<Seen, Error> {
+    Ok(match look(true)? {
+        Ok(with) => match look(false)? {
+            Ok(without) => Seen::Both(with, without),
+            Err(errno) => Seen::NotShown(format!("without it: {}", errno.desc())),
+        },
+        Err(Errno::EINVAL) if !knows_flags(flags)? => Seen::NotShown(LACKS_7_1.into()),
+        Err(Errno::EPERM) => Seen::NotShown("EPERM: it needs root".into()),
+        Err(errno) => Seen::NotShown(format!("the kernel refused it: {}", errno.desc())),
+    })
+}
+
+/// Waits, at most 10 s, until the pidfd says its process has ended.
+fn ended(pidfd: Option<&OwnedFd>) -> Result<(), Error> {
+    let pidfd = pidfd.ok_or_else(|| Error::Failed("no pidfd".into()))?;
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::from(10_000u16)) {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(Error::Failed("the child did not end within 10 s".into())),
+        Err(e) => Err(Error::sys("poll(pidfd)", e)),
+    }
+}
+
+fn autoreap_row() -> Result<Seen, Error> {
+    // Exit signal 0, as CLONE_AUTOREAP wants; a pidfd to see the end by.
+    both(Flags::AUTOREAP, |autoreap| {
+        let flags = if autoreap { Flags::AUTOREAP | Flags::PIDFD } else { Flags::PIDFD };
+        let mut child = match started(CloneArgs::with_exit_signal(0).flags(flags), || 0)? {
+            Ok(child) => child,
+            Err(errno) => return Ok(Err(errno)),
+        };
+        ended(child.pidfd())?;
+        let seen = match child.reap() {
+            Ok(ended) => ended.outcome.to_string().replace("with status ", ""),
+            Err(Error::Sys { errno, .. }) => format!("{errno:?}"),
+            Err(e) => return Err(e),
+        };
+        // Reaped, or by the kernel: nothing left to kill.
+        let _ = child.into_pid();
+        Ok(Ok(seen))
+    })
+}
+
+fn autokill_row() -> Result<Seen, Error> {
+    // PIDFD_AUTOKILL wants PIDFD and AUTOREAP; with NNP it needs no CAP_SYS_ADMIN.
+    let base = Flags::PIDFD | Flags::AUTOREAP | Flags::NNP;
+    both(base | Flags::PIDFD_AUTOKILL, |autokill| {
+        let flags = if autokill { base | Flags::PIDFD_AUTOKILL } else { base };
+        let child = match started(CloneArgs::with_exit_signal(0).flags(flags), waits_for_sigusr1)? {
+            Ok(child) => child,
+            Err(errno) => return Ok(Err(errno)),
+        };
+        let pid = child.pid();
+        // Giving the child up closes its pidfd. It is reaped by the kernel when it ends, so
+        // its /proc entry tells whether it runs; it waits 10 s for a SIGUSR1 otherwise.
+        let _ = child.into_pid();
+        let entry = format!("/proc/{pid}");
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Path::new(&entry).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if Path::new(&entry).exists() {
+            send(pid, Signal::SIGUSR1)?;
+            return Ok(Ok("running".into()));
+        }
+        Ok(Ok("gone".into()))
+    })
+}
+
+/// The value of `key` in `/proc/PID/status`.
+fn status_field(pid: Pid, key: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':'));
+    line.map_or("?".into(), |v| v.trim().to_string())
+}
+
+fn nnp_row() -> Result<Seen, Error> {
+    if status_field(getpid(), "NoNewPrivs") != "0" {
+        return Ok(Seen::NotShown("this process has no_new_privs itself".into()));
+    }
+    both(Flags::NNP, |nnp| {
+        let flags = if nnp { Flags::NNP } else { Flags::NONE };
+        match started(CloneArgs::new(Signal::SIGCHLD).flags(flags), waits_for_sigusr1)? {
+            Ok(child) => while_waiting(child, |pid| status_field(pid, "NoNewPrivs")).map(Ok),
+            Err(errno) => Ok(Err(errno)),
+        }
+    })
+}
+
+fn empty_mntns_row() -> Result<Seen, Error> {
+    let mounts = |pid: Pid| {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+        text.lines().count()
+    };
+    let ours = mounts(getpid());
+    both(Flags::EMPTY_MNTNS, |empty| {
+        let flags = if empty { Flags::EMPTY_MNTNS } else { Flags::NEWNS };
+        let child = match started(CloneArgs::new(Signal::SIGCHLD).flags(flags), waits_for_sigusr1)?
+        {
+            Ok(child) => child,
+            Err(errno) => return Ok(Err(errno)),
+        };
+        let seen = while_waiting(child, |pid| match mounts(pid) {
+            1 => "1: its root".into(),
+            n if n == ours => "a copy of ours".into(),
+            n => format!("{n} mounts"),
+        })?;
+        Ok(Ok(seen))
+    })
+}
+
+// ---- 6. Tracing ----
 
 const TRACING: [Row; 2] = [tracing_row("CLONE_PTRACE"), tracing_row("CLONE_UNTRACED")];
 
@@ -738,8 +906,16 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     watch.stop_if_interrupted()?;
 
-    // 5. The flags for a traced parent, which this program is not.
-    println!("parent[{me}]: 5. tracing");
+    // 5. Birth and end as Linux 7.1 lets a parent ask for them; older kernels lack the flags.
+    println!("parent[{me}]: 5. birth and end (Linux 7.1)");
+    for row in &SINCE_7_1 {
+        table.show(row)?;
+    }
+
+    watch.stop_if_interrupted()?;
+
+    // 6. The flags for a traced parent, which this program is not.
+    println!("parent[{me}]: 6. tracing");
     for row in &TRACING {
         table.show(row)?;
     }
