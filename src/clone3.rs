@@ -172,7 +172,8 @@ impl<'a> CloneArgs<'a> {
     }
 
     /// `set_tid` (5.5): the pid the child must get in each PID namespace, innermost first.
-    /// Needs CAP_SYS_ADMIN in the namespaces concerned; a taken pid fails with EEXIST.
+    /// Needs CAP_SYS_ADMIN, or (5.9) CAP_CHECKPOINT_RESTORE, in the namespaces concerned; a
+    /// taken pid fails with EEXIST.
     pub fn set_tid(mut self, pids: &[Pid]) -> Self {
         self.set_tid = pids.iter().map(|p| p.as_raw()).collect();
         self

@@ -8,8 +8,8 @@
 //! wanted, as checkpoint/restore tools need it. The child says "ready" through a pipe and
 //! waits for "go"; meanwhile the parent reads `NSpid` in /proc/N/status, the child's pid in
 //! each namespace from ours inward: `N 1`. Then it asks for a pid that is taken (its own) and
-//! shows the kernel's EEXIST. Expect `NSpid: N 1`, `EEXIST`, exit status 0. Needs
-//! CAP_SYS_ADMIN (root) and Linux 5.5.
+//! shows the kernel's EEXIST. Expect `NSpid: N 1`, `EEXIST`, exit status 0. Needs Linux 5.5
+//! and CAP_SYS_ADMIN (root), or since 5.9 CAP_CHECKPOINT_RESTORE.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
