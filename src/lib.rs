@@ -23,6 +23,7 @@
 //! | [`clone_thread`](../clone_thread/index.html) | a thread built by hand, joined on the futex the kernel clears |
 //! | [`fork_exec_attributes`](../fork_exec_attributes/index.html) | what fork and exec keep, beside the book |
 //! | [`cgroup_pids_hierarchy`](../cgroup_pids_hierarchy/index.html) | the pids controller's rules in a hierarchy |
+//! | [`wait_statuses`](../wait_statuses/index.html) | every change of state, as `waitpid`'s raw word and `waitid`'s `si_code` |
 //! | [`spawn_bench`](../spawn_bench/index.html), [`cgroup_race`](../cgroup_race/index.html) | measurements: how fast a process is born; what a move into a cgroup costs |
 //!
 //! # The library, in reading order
@@ -41,7 +42,7 @@
 //!    controller, write a limit, move a process in, read the kernel's counters, remove.
 //! 5. [`clone3`]: the `clone3` system call: `CLONE_INTO_CGROUP`, `CLONE_PIDFD`, `set_tid`.
 //!
-//! The lessons around them add four, each a set of system calls that needs `unsafe`:
+//! The lessons around them add five, each a set of system calls that needs `unsafe`:
 //! 6. [`spawn`]: process creation prepared in advance, so that a child only makes system calls.
 //! 7. [`attributes`]: what fork copies, exec resets and the clone flags share, besides memory:
 //!    signal dispositions, nice, I/O priority, a System V semaphore's undo.
@@ -49,6 +50,8 @@
 //!    its code may touch no thread-local variable.
 //! 9. [`clone3_probe`]: `clone3` with its arguments as given (any size, words after the
 //!    struct, refused flags), for showing what the kernel checks.
+//! 10. [`wait_raw`]: what a waiting parent is told, undecoded: `waitpid`'s status word and
+//!     `waitid`'s `si_code` and `si_status`.
 //!
 //! And one that is not a mechanism at all, and uses only [`sync`], [`process`] and
 //! [`cgroup`]: [`cli`], the command line every binary shares (options, `--help`, exit
@@ -106,6 +109,7 @@ pub mod spawn;
 pub mod sync;
 #[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"))]
 pub mod thread;
+pub mod wait_raw;
 
 /// Everything that can stop a scenario, each mapped to one exit status.
 #[derive(Debug)]

@@ -51,6 +51,33 @@ fn clone_flags_show_all_but_the_tracing_rows_as_root_on_cgroup_v2() {
 }
 
 #[test]
+fn every_change_of_state_reaches_the_waiting_parent_as_the_kernel_encodes_it() {
+    let run = run("wait_statuses", &[]);
+    assert_eq!(run.code, 0, "{run}");
+    let summary = run.summary();
+    assert_eq!(summary.verdict, Verdict::AsClaimed, "{run}");
+    // waitpid's raw words, as the kernel wrote them: exit 3, SIGTERM, SIGSTOP, SIGCONT.
+    for (key, word) in
+        [("exited", "0x0300"), ("killed", "0x000f"), ("stopped", "0x137f"), ("continued", "0xffff")]
+    {
+        assert_eq!(summary.get(key), Some(word), "{key}: {run}");
+    }
+    // A dump where core_pattern lets a child of ours make one we can remove.
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
+    let dumps_here = !pattern.starts_with('|') && !pattern.starts_with('/');
+    let dumped = if dumps_here { "0x0083" } else { "not-shown" };
+    assert_eq!(summary.get("dumped"), Some(dumped), "{run}");
+    for line in ["CLD_EXITED 3 (state Z)", "CLD_KILLED 15", "CLD_STOPPED 19 (state T)"] {
+        assert!(run.stdout.contains(line), "{line}: {run}");
+    }
+    assert_eq!(summary.get("sig_ign"), Some("ECHILD"), "{run}");
+    assert_eq!(summary.get("sa_nocldwait"), Some("ECHILD"), "{run}");
+    let core_dir = std::env::temp_dir().join(format!("clone-cgroup-core-{}", run.pid));
+    assert!(!core_dir.exists(), "{} was left behind", core_dir.display());
+    run.assert_nothing_left();
+}
+
+#[test]
 fn a_thread_by_hand_shares_the_pid_and_is_joined_on_the_cleared_tid() {
     let run = run("clone_thread", &[]);
     assert_eq!(run.code, 0, "{run}");

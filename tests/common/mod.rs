@@ -161,6 +161,7 @@ pub fn bin(name: &str) -> PathBuf {
         "clone_thread" => env!("CARGO_BIN_EXE_clone_thread"),
         "fork_exec_attributes" => env!("CARGO_BIN_EXE_fork_exec_attributes"),
         "cgroup_pids_hierarchy" => env!("CARGO_BIN_EXE_cgroup_pids_hierarchy"),
+        "wait_statuses" => env!("CARGO_BIN_EXE_wait_statuses"),
         "spawn_bench" => env!("CARGO_BIN_EXE_spawn_bench"),
         "cgroup_race" => env!("CARGO_BIN_EXE_cgroup_race"),
         other => panic!("no binary {other}"),

@@ -1,0 +1,273 @@
+//! wait_statuses: every change of state a parent can learn of its child, as `waitpid`'s raw
+//! status word and as `waitid`'s `si_code` and `si_status`.
+//!
+//! Usage: `cargo run --bin wait_statuses` (no root needed)
+//!
+//! Five children, each ending or changing in one way: an exit with status 3, a kill by
+//! SIGTERM, a core dump (SIGQUIT, with the child's own RLIMIT_CORE raised, in a directory of
+//! its own that is removed afterwards), a stop (SIGSTOP, seen with WUNTRACED) and a continue
+//! (SIGCONT, seen with WCONTINUED). For each, `waitid` with WNOWAIT looks first without
+//! reaping (the child stays a zombie, state Z), then `waitpid` takes the raw status and the
+//! `W*` macros decode it. Then SIGCHLD set to SIG_IGN, and SA_NOCLDWAIT: the kernel reaps the
+//! children itself and `waitpid` finds none (ECHILD). Where `core_pattern` sends cores
+//! elsewhere (to a program, or to a fixed directory), the dump is not made and the row says
+//! why. Expect `0x0300`, `0x000f`, `0x0083`, `0x137f`, `0xffff`, ECHILD twice, exit status 0.
+//! The lessons of The Linux Programming Interface's child_status.c, beside the kernel's words.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
+use clone_cgroup::process::fork_child;
+use clone_cgroup::sync::{send, wait_signal, SignalWatch};
+use clone_cgroup::wait_raw::{set_sigchld, waitid_info, waitpid_raw, ChildInfo};
+use clone_cgroup::Error;
+use nix::errno::Errno;
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::WaitPidFlag;
+use nix::unistd::{chdir, getpid, Pid};
+
+const SCENARIO: Scenario = Scenario {
+    name: "wait_statuses",
+    about: "Every change of state a parent can learn: exit, kill, core dump, stop, continue,\n\
+            each as waitpid's raw status and waitid's si_code; then SIG_IGN and SA_NOCLDWAIT.",
+    options: "",
+};
+
+/// The state letter of `/proc/PID/stat` (`Z` for a zombie), or `?` once the pid is gone.
+fn state_of(pid: Pid) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+    state.and_then(|s| s.chars().next()).unwrap_or('?')
+}
+
+/// A child that waits, at most 10 s, for SIGUSR1 (blocked since before the fork) and then
+/// exits 0; every other signal is unblocked in it, so that SIGTERM's default action can end it.
+fn waiting() -> i32 {
+    let usr1 = SigSet::from_iter([Signal::SIGUSR1]);
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&usr1), None);
+    let _ = wait_signal(&usr1, Instant::now() + Duration::from_secs(10));
+    0
+}
+
+/// What the W* macros of waitpid(2) say of a raw status word.
+fn decoded(status: i32) -> String {
+    if libc::WIFEXITED(status) {
+        format!("WIFEXITED, WEXITSTATUS = {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        format!("WIFSIGNALED, WTERMSIG = {signal}, WCOREDUMP = {}", libc::WCOREDUMP(status))
+    } else if libc::WIFSTOPPED(status) {
+        format!("WIFSTOPPED, WSTOPSIG = {}", libc::WSTOPSIG(status))
+    } else if libc::WIFCONTINUED(status) {
+        "WIFCONTINUED".to_string()
+    } else {
+        "?".to_string()
+    }
+}
+
+/// What `waitid` says of the child's change when it only looks (`flags | WNOWAIT`, which
+/// reaps nothing), the child's state in /proc in between, then what `waitpid` says when it
+/// takes the change (`take`): the raw status word.
+fn look_then_take(
+    pid: Pid,
+    flags: WaitPidFlag,
+    take: WaitPidFlag,
+) -> Result<(ChildInfo, char, i32), Error> {
+    let info = waitid_info(pid, flags | WaitPidFlag::WNOWAIT)
+        .map_err(|e| Error::sys("waitid(WNOWAIT)", e))?
+        .ok_or_else(|| Error::Failed(format!("waitid reported nothing of {pid}")))?;
+    let state = state_of(pid);
+    let (_, status) = waitpid_raw(pid, take).map_err(|e| Error::sys("waitpid", e))?;
+    Ok((info, state, status))
+}
+
+/// A child that raises its own RLIMIT_CORE to the hard limit, moves into `dir` and sends
+/// itself SIGQUIT, whose default action dumps core there: what the waits say, and how many
+/// files `dir` holds then.
+fn dump_core(dir: &Path) -> Result<(ChildInfo, i32, usize), Error> {
+    let child = fork_child(|| {
+        let (_, hard) = getrlimit(Resource::RLIMIT_CORE).unwrap_or((0, 0));
+        if setrlimit(Resource::RLIMIT_CORE, hard, hard).is_err() || chdir(dir).is_err() {
+            return 1;
+        }
+        let _ = send(getpid(), Signal::SIGQUIT);
+        1
+    })?;
+    let (info, _, status) =
+        look_then_take(child.pid(), WaitPidFlag::WEXITED, WaitPidFlag::empty())?;
+    let _ = child.into_pid(); // reaped just now
+    Ok((info, status, std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)))
+}
+
+/// Where this machine's cores go, if a child of ours can dump one that we can remove: a
+/// `core_pattern` relative to the dumping process's directory. Otherwise why not.
+fn core_dump_allowed() -> Result<(), String> {
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
+    let pattern = pattern.trim();
+    let (_, hard) = getrlimit(Resource::RLIMIT_CORE).map_err(|e| format!("getrlimit: {e}"))?;
+    if let Some(program) = pattern.strip_prefix('|') {
+        let program = program.split_whitespace().next().unwrap_or(program);
+        Err(format!("core_pattern pipes cores to {program}, which would keep one"))
+    } else if pattern.starts_with('/') {
+        Err(format!("core_pattern writes cores to {pattern}, outside a directory of ours"))
+    } else if hard == 0 {
+        Err("the hard RLIMIT_CORE is 0: no process of ours may dump".to_string())
+    } else {
+        Ok(())
+    }
+}
+
+/// SIGCHLD's disposition, put back to SIG_DFL (no SA_NOCLDWAIT) when dropped.
+struct SigchldPutBack;
+
+impl Drop for SigchldPutBack {
+    fn drop(&mut self) {
+        let _ = set_sigchld(false, false);
+    }
+}
+
+/// A directory for the dumping child's core, removed with what it holds when dropped.
+struct CoreDir(PathBuf);
+
+impl Drop for CoreDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(args: &[String]) -> Result<Summary, Error> {
+    no_options(args)?;
+    let me = getpid();
+    // SIGUSR1 (which ends a waiting child) and the interruptions blocked before any fork: the
+    // children inherit SIGUSR1 blocked, so it cannot come before they wait for it.
+    let watch = SignalWatch::install()?;
+    let (exited, wexited) = (WaitPidFlag::WEXITED, WaitPidFlag::empty());
+
+    // 1. An exit: the child's _exit(3). Looked at first without reaping: a zombie (Z).
+    let child = fork_child(|| 3)?;
+    let pid = child.pid();
+    let (info, state, status) = look_then_take(pid, exited, wexited)?;
+    let _ = child.into_pid(); // reaped just now
+    println!(
+        "parent[{me}]: 1. exit 3: waitid: {} {} (state {state}); waitpid: {status:#06x}: {}",
+        info.code_name(),
+        info.status,
+        decoded(status)
+    );
+    let exit = (info.code, status);
+
+    // 2. A kill: SIGTERM from us, whose default action ends the child.
+    let child = fork_child(waiting)?;
+    let pid = child.pid();
+    send(pid, Signal::SIGTERM)?;
+    let (info, state, status) = look_then_take(pid, exited, wexited)?;
+    let _ = child.into_pid();
+    println!(
+        "parent[{me}]: 2. SIGTERM: waitid: {} {} (state {state}); waitpid: {status:#06x}: {}",
+        info.code_name(),
+        info.status,
+        decoded(status)
+    );
+    let kill = (info.code, status);
+    watch.stop_if_interrupted()?;
+
+    // 3. A core dump: SIGQUIT, whose default action dumps core, in a child that raised its own
+    //    RLIMIT_CORE and works in a directory of ours (the core lands there, and goes with it).
+    let dumped = match core_dump_allowed() {
+        Ok(()) => {
+            let dir = CoreDir(std::env::temp_dir().join(format!("clone-cgroup-core-{me}")));
+            std::fs::create_dir(&dir.0)
+                .map_err(|e| Error::io(&format!("failed to create {}", dir.0.display()), e))?;
+            let (info, status, cores) = dump_core(&dir.0)?;
+            println!(
+                "parent[{me}]: 3. SIGQUIT, RLIMIT_CORE raised: waitid: {} {}; waitpid: \
+                 {status:#06x}: {}; {cores} core file(s), removed",
+                info.code_name(),
+                info.status,
+                decoded(status)
+            );
+            Some((info.code, status))
+        }
+        Err(why) => {
+            println!("parent[{me}]: 3. no core dump here: {why}");
+            None
+        }
+    };
+
+    // 4. A stop: SIGSTOP, reported only to a wait that asks (WUNTRACED; waitid's WSTOPPED).
+    let child = fork_child(waiting)?;
+    let pid = child.pid();
+    send(pid, Signal::SIGSTOP)?;
+    let (stop_info, state, stop_status) =
+        look_then_take(pid, WaitPidFlag::WSTOPPED, WaitPidFlag::WUNTRACED)?;
+    println!(
+        "parent[{me}]: 4. SIGSTOP: waitid: {} {} (state {state}); waitpid(WUNTRACED): \
+         {stop_status:#06x}: {}",
+        stop_info.code_name(),
+        stop_info.status,
+        decoded(stop_status)
+    );
+
+    // 5. A continue: SIGCONT, reported only to a wait that asks (WCONTINUED). Then the child
+    //    is told to end, and does.
+    send(pid, Signal::SIGCONT)?;
+    let (cont_info, _, cont_status) =
+        look_then_take(pid, WaitPidFlag::WCONTINUED, WaitPidFlag::WCONTINUED)?;
+    println!(
+        "parent[{me}]: 5. SIGCONT: waitid: {} {}; waitpid(WCONTINUED): {cont_status:#06x}: {}",
+        cont_info.code_name(),
+        cont_info.status,
+        decoded(cont_status)
+    );
+    send(pid, Signal::SIGUSR1)?;
+    let (_, end) = waitpid_raw(pid, wexited).map_err(|e| Error::sys("waitpid", e))?;
+    let _ = child.into_pid();
+    println!("parent[{me}]:    then SIGUSR1, and it exits: waitpid: {end:#06x}: {}", decoded(end));
+    watch.stop_if_interrupted()?;
+
+    // 6. SIGCHLD ignored, then SA_NOCLDWAIT: the kernel reaps the child itself, and waitpid,
+    //    which blocks until the child has ended, finds no child then.
+    let _put_back = SigchldPutBack;
+    let mut echild = Vec::new();
+    for (name, ignored, no_child_wait) in
+        [("SIGCHLD set to SIG_IGN", true, false), ("SA_NOCLDWAIT", false, true)]
+    {
+        set_sigchld(ignored, no_child_wait)?;
+        let child = fork_child(|| 0)?;
+        let pid = child.pid();
+        let result = waitpid_raw(pid, wexited);
+        let _ = child.into_pid(); // reaped by the kernel, or just now
+        set_sigchld(false, false)?;
+        let said = match result {
+            Err(errno) => format!("{errno:?}: the kernel reaped it"),
+            Ok((_, status)) => format!("{status:#06x}: {}", decoded(status)),
+        };
+        println!("parent[{me}]: 6. {name}: waitpid: {said}");
+        echild.push(result == Err(Errno::ECHILD));
+    }
+
+    let mut holds = exit == (libc::CLD_EXITED, 0x0300) && kill == (libc::CLD_KILLED, 0x000f);
+    holds &= echild == [true, true];
+    holds &= dumped.map_or(true, |d| d == (libc::CLD_DUMPED, 0x0083));
+    holds &= (stop_info.code, stop_status) == (libc::CLD_STOPPED, 0x137f);
+    holds &= (cont_info.code, cont_status, end) == (libc::CLD_CONTINUED, 0xffff, 0);
+    if !holds {
+        println!("parent[{me}]: NOT AS CLAIMED: a wait reported another status");
+    }
+    let hex = |status: i32| format!("{status:#06x}");
+    Ok(Summary::new(SCENARIO.name, Verdict::of(holds))
+        .field("exited", hex(exit.1))
+        .field("killed", hex(kill.1))
+        .field("dumped", dumped.map_or("not-shown".into(), |d| hex(d.1)))
+        .field("stopped", hex(stop_status))
+        .field("continued", hex(cont_status))
+        .field("sig_ign", if echild[0] { "ECHILD" } else { "reaped" })
+        .field("sa_nocldwait", if echild[1] { "ECHILD" } else { "reaped" }))
+}
+
+fn main() -> ExitCode {
+    SCENARIO.main(run)
+}
