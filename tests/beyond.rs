@@ -78,6 +78,29 @@ fn every_change_of_state_reaches_the_waiting_parent_as_the_kernel_encodes_it() {
 }
 
 #[test]
+#[ignore = "needs root and a cgroup v2 pids controller: scripts/vm.sh test runs it"]
+fn zombies_fill_a_pids_limit_until_waited_for_and_orphans_are_adopted() {
+    require_cgroup2();
+    let run = run("zombie_orphan", &[]);
+    assert_eq!(run.code, 0, "{run}");
+    let summary = run.summary();
+    // What the kernel said: /proc states, pids.current, clone3's errno, pids.events.
+    for (key, value) in [
+        ("zombie_states", "Z,Z"),
+        ("pids_current", "2"),
+        ("third_child", "EAGAIN"),
+        ("events_max", "1"),
+        ("after_one_wait", "1"),
+        ("adopted_by_subreaper", "true"),
+        ("our_wait_without", "ECHILD"),
+    ] {
+        assert_eq!(summary.get(key), Some(value), "{key}: {run}");
+    }
+    assert!(run.stdout.contains("then it is reaped by it"), "{run}");
+    run.assert_nothing_left();
+}
+
+#[test]
 fn a_thread_by_hand_shares_the_pid_and_is_joined_on_the_cleared_tid() {
     let run = run("clone_thread", &[]);
     assert_eq!(run.code, 0, "{run}");
