@@ -24,6 +24,7 @@
 //! | [`fork_exec_attributes`](../fork_exec_attributes/index.html) | what fork and exec keep, beside the book |
 //! | [`cgroup_pids_hierarchy`](../cgroup_pids_hierarchy/index.html) | the pids controller's rules in a hierarchy |
 //! | [`zombie_orphan`](../zombie_orphan/index.html) | zombies fill a pids limit until waited for; orphans are adopted |
+//! | [`cgroup_kill`](../cgroup_kill/index.html) | a whole cgroup frozen, killed, and taken by the OOM killer as a group |
 //! | [`wait_statuses`](../wait_statuses/index.html) | every change of state, as `waitpid`'s raw word and `waitid`'s `si_code` |
 //! | [`spawn_bench`](../spawn_bench/index.html), [`cgroup_race`](../cgroup_race/index.html) | measurements: how fast a process is born; what a move into a cgroup costs |
 //!

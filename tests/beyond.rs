@@ -101,6 +101,36 @@ fn zombies_fill_a_pids_limit_until_waited_for_and_orphans_are_adopted() {
 }
 
 #[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn a_whole_cgroup_is_frozen_killed_and_oom_killed_at_once() {
+    let mount = require_cgroup2();
+    let run = run("cgroup_kill", &[]);
+    assert_eq!(run.code, 0, "{run}");
+    let summary = run.summary();
+    // cgroup.events said frozen 1, then 0; no wait reported a stop (no signal was sent).
+    for (key, value) in [("frozen", "true"), ("thawed", "true"), ("stops_reported", "0")] {
+        assert_eq!(summary.get(key), Some(value), "{key}: {run}");
+    }
+    // cgroup.kill (5.14) where the kernel has it: a cgroup below the root shows the file.
+    let has_kill = std::fs::read_dir(&mount.path)
+        .unwrap()
+        .flatten()
+        .any(|entry| entry.path().join("cgroup.kill").exists());
+    if has_kill {
+        assert_eq!(summary.get("killed_simple"), Some("10"), "{run}");
+        let reaped: usize = summary.get("forkbomb_reaped").unwrap().parse().unwrap();
+        assert!(reaped >= 1, "{run}");
+        assert_eq!(summary.get("forkbomb_killed"), Some(reaped.to_string().as_str()), "{run}");
+    } else {
+        assert_eq!(summary.get("kill"), Some("not-offered"), "{run}");
+    }
+    // memory.events oom_kill: the hog alone, then the victim and every member of its group.
+    assert_eq!(summary.get("oom_group_0"), Some("1+0"), "{run}");
+    assert_eq!(summary.get("oom_group_1"), Some("4+2"), "{run}");
+    run.assert_nothing_left();
+}
+
+#[test]
 fn a_thread_by_hand_shares_the_pid_and_is_joined_on_the_cleared_tid() {
     let run = run("clone_thread", &[]);
     assert_eq!(run.code, 0, "{run}");

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clone_cgroup::attributes::{set_disposition, Disposition};
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::process::fork_child;
 use clone_cgroup::sync::{send, wait_signal, SignalWatch};
@@ -47,6 +48,8 @@ fn state_of(pid: Pid) -> char {
 /// exits 0; every other signal is unblocked in it, so that SIGTERM's default action can end it.
 fn waiting() -> i32 {
     let usr1 = SigSet::from_iter([Signal::SIGUSR1]);
+    // Its default action back, should whoever started us have had it ignored.
+    let _ = set_disposition(Signal::SIGTERM, Disposition::Default);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&usr1), None);
     let _ = wait_signal(&usr1, Instant::now() + Duration::from_secs(10));
     0
@@ -86,11 +89,15 @@ fn look_then_take(
 
 /// A child that raises its own RLIMIT_CORE to the hard limit, moves into `dir` and sends
 /// itself SIGQUIT, whose default action dumps core there: what the waits say, and how many
-/// files `dir` holds then.
+/// files `dir` holds then. SIGQUIT gets its default action back first: a shell starts a
+/// background job with it ignored, and an ignored disposition survives fork and exec.
 fn dump_core(dir: &Path) -> Result<(ChildInfo, i32, usize), Error> {
     let child = fork_child(|| {
         let (_, hard) = getrlimit(Resource::RLIMIT_CORE).unwrap_or((0, 0));
-        if setrlimit(Resource::RLIMIT_CORE, hard, hard).is_err() || chdir(dir).is_err() {
+        if setrlimit(Resource::RLIMIT_CORE, hard, hard).is_err()
+            || chdir(dir).is_err()
+            || set_disposition(Signal::SIGQUIT, Disposition::Default).is_err()
+        {
             return 1;
         }
         let _ = send(getpid(), Signal::SIGQUIT);
@@ -120,7 +127,7 @@ fn core_dump_allowed() -> Result<(), String> {
     }
 }
 
-/// SIGCHLD's disposition, put back to SIG_DFL (no SA_NOCLDWAIT) when dropped.
+/// SIGCHLD's disposition, set back to SIG_DFL (no SA_NOCLDWAIT) when dropped.
 struct SigchldPutBack;
 
 impl Drop for SigchldPutBack {
@@ -144,6 +151,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     // SIGUSR1 (which ends a waiting child) and the interruptions blocked before any fork: the
     // children inherit SIGUSR1 blocked, so it cannot come before they wait for it.
     let watch = SignalWatch::install()?;
+    // SIGCHLD at its default, whatever we were started with, until the end.
+    let _put_back = set_sigchld(false, false).map(|()| SigchldPutBack)?;
     let (exited, wexited) = (WaitPidFlag::WEXITED, WaitPidFlag::empty());
 
     // 1. An exit: the child's _exit(3). Looked at first without reaping: a zombie (Z).
@@ -230,7 +239,6 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     // 6. SIGCHLD ignored, then SA_NOCLDWAIT: the kernel reaps the child itself, and waitpid,
     //    which blocks until the child has ended, finds no child then.
-    let _put_back = SigchldPutBack;
     let mut echild = Vec::new();
     for (name, ignored, no_child_wait) in
         [("SIGCHLD set to SIG_IGN", true, false), ("SA_NOCLDWAIT", false, true)]

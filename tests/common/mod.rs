@@ -33,8 +33,9 @@ pub const MEMORY_SCENARIOS: [&str; 6] = [
 ];
 
 /// The other binaries that need root, and the words of their refusal without it.
-pub const OTHER_ROOT_ONLY: [(&str, &str); 6] = [
+pub const OTHER_ROOT_ONLY: [(&str, &str); 7] = [
     ("cgroup_pids_max", "needs root to create cgroups"),
+    ("cgroup_kill", "needs root to create cgroups"),
     ("zombie_orphan", "needs root to create cgroups"),
     ("cgroup_pids_hierarchy", "needs root to create cgroups"),
     ("clone3_args", "need root: run it with sudo"),
@@ -164,6 +165,7 @@ pub fn bin(name: &str) -> PathBuf {
         "cgroup_pids_hierarchy" => env!("CARGO_BIN_EXE_cgroup_pids_hierarchy"),
         "wait_statuses" => env!("CARGO_BIN_EXE_wait_statuses"),
         "zombie_orphan" => env!("CARGO_BIN_EXE_zombie_orphan"),
+        "cgroup_kill" => env!("CARGO_BIN_EXE_cgroup_kill"),
         "spawn_bench" => env!("CARGO_BIN_EXE_spawn_bench"),
         "cgroup_race" => env!("CARGO_BIN_EXE_cgroup_race"),
         other => panic!("no binary {other}"),
