@@ -25,6 +25,7 @@
 //! | [`cgroup_pids_hierarchy`](../cgroup_pids_hierarchy/index.html) | the pids controller's rules in a hierarchy |
 //! | [`zombie_orphan`](../zombie_orphan/index.html) | zombies fill a pids limit until waited for; orphans are adopted |
 //! | [`cgroup_kill`](../cgroup_kill/index.html) | a whole cgroup frozen, killed, and taken by the OOM killer as a group |
+//! | [`fork_stdio`](../fork_stdio/index.html) | a buffer across fork: twice with `exit`, once with `_exit` or a flush; Rust and C |
 //! | [`wait_statuses`](../wait_statuses/index.html) | every change of state, as `waitpid`'s raw word and `waitid`'s `si_code` |
 //! | [`spawn_bench`](../spawn_bench/index.html), [`cgroup_race`](../cgroup_race/index.html) | measurements: how fast a process is born; what a move into a cgroup costs |
 //!
@@ -44,7 +45,7 @@
 //!    controller, write a limit, move a process in, read the kernel's counters, remove.
 //! 5. [`clone3`]: the `clone3` system call: `CLONE_INTO_CGROUP`, `CLONE_PIDFD`, `set_tid`.
 //!
-//! The lessons around them add five, each a set of system calls that needs `unsafe`:
+//! The lessons around them add six, each a set of system calls that needs `unsafe`:
 //! 6. [`spawn`]: process creation prepared in advance, so that a child only makes system calls.
 //! 7. [`attributes`]: what fork copies, exec resets and the clone flags share, besides memory:
 //!    signal dispositions, nice, I/O priority, a System V semaphore's undo.
@@ -54,6 +55,8 @@
 //!    struct, refused flags), for showing what the kernel checks.
 //! 10. [`wait_raw`]: what a waiting parent is told, undecoded: `waitpid`'s status word and
 //!     `waitid`'s `si_code` and `si_status`.
+//! 11. [`fork_exit`]: a fork that does not flush first, C's `printf`, `atexit`: what `exit`
+//!     and `_exit` do with a process's buffers.
 //!
 //! And one that is not a mechanism at all, and uses only [`sync`], [`process`] and
 //! [`cgroup`]: [`cli`], the command line every binary shares (options, `--help`, exit
@@ -105,6 +108,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod clone3;
 pub mod clone3_probe;
+pub mod fork_exit;
 pub mod memory;
 pub mod process;
 pub mod spawn;

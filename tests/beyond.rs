@@ -131,6 +131,26 @@ fn a_whole_cgroup_is_frozen_killed_and_oom_killed_at_once() {
 }
 
 #[test]
+fn a_buffer_is_written_once_per_process_that_exits_with_it() {
+    let run = run("fork_stdio", &[]);
+    assert_eq!(run.code, 0, "{run}");
+    let summary = run.summary();
+    // Counted in what came out of the pipes: the kernel's record of what was written.
+    for (key, times) in [
+        ("partial_both_exit", "2"),
+        ("partial_child_underscore", "1"),
+        ("partial_flushed", "1"),
+        ("rust_whole_line", "1"),
+        ("c_whole_line", "2"),
+        ("atexit_exit", "2"),
+        ("atexit_underscore", "1"),
+    ] {
+        assert_eq!(summary.get(key), Some(times), "{key}: {run}");
+    }
+    run.assert_nothing_left();
+}
+
+#[test]
 fn a_thread_by_hand_shares_the_pid_and_is_joined_on_the_cleared_tid() {
     let run = run("clone_thread", &[]);
     assert_eq!(run.code, 0, "{run}");

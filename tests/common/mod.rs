@@ -166,6 +166,7 @@ pub fn bin(name: &str) -> PathBuf {
         "wait_statuses" => env!("CARGO_BIN_EXE_wait_statuses"),
         "zombie_orphan" => env!("CARGO_BIN_EXE_zombie_orphan"),
         "cgroup_kill" => env!("CARGO_BIN_EXE_cgroup_kill"),
+        "fork_stdio" => env!("CARGO_BIN_EXE_fork_stdio"),
         "spawn_bench" => env!("CARGO_BIN_EXE_spawn_bench"),
         "cgroup_race" => env!("CARGO_BIN_EXE_cgroup_race"),
         other => panic!("no binary {other}"),
