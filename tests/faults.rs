@@ -217,3 +217,28 @@ fn a_sigkill_from_someone_else_is_not_taken_for_the_oom_killer() {
     assert_eq!(run.summary().get("oom_kill"), Some("0"), "{run}");
     run.assert_nothing_left();
 }
+
+/// The death lessons, interrupted part-way by `signal` to their process group (as Ctrl-C sends
+/// it): 128 + the signal, and nothing left: no cgroup, no process, no frozen cgroup.
+fn interrupt_a_death_lesson(name: &str, when: &str, signal: Signal) {
+    require_cgroup2();
+    let mut running = Running::start(name, &[]);
+    running.line_with(when);
+    kill(nix::unistd::Pid::from_raw(-running.pid().as_raw()), signal).unwrap();
+    let run = running.finish();
+    assert_eq!(run.code, 128 + signal as i32, "{run}");
+    assert_eq!(run.summary().verdict, Verdict::Interrupted, "{run}");
+    run.assert_nothing_left();
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn sigterm_to_cgroup_kill_once_it_has_frozen_its_cgroup_leaves_nothing_frozen() {
+    interrupt_a_death_lesson("cgroup_kill", "cgroup.freeze 1", Signal::SIGTERM);
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 pids controller: scripts/vm.sh test runs it"]
+fn sigint_to_zombie_orphan_with_zombies_in_its_cgroup_leaves_nothing() {
+    interrupt_a_death_lesson("zombie_orphan", "have exited, unwaited", Signal::SIGINT);
+}
