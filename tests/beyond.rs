@@ -119,7 +119,7 @@ fn a_whole_cgroup_is_frozen_killed_and_oom_killed_at_once() {
     if has_kill {
         assert_eq!(summary.get("killed_simple"), Some("10"), "{run}");
         let reaped: usize = summary.get("forkbomb_reaped").unwrap().parse().unwrap();
-        assert!(reaped >= 1, "{run}");
+        assert!(reaped >= 10, "{run}");
         assert_eq!(summary.get("forkbomb_killed"), Some(reaped.to_string().as_str()), "{run}");
     } else {
         assert_eq!(summary.get("kill"), Some("not-offered"), "{run}");
