@@ -10,6 +10,7 @@ use common::*;
 
 #[test]
 fn clone_flags_show_each_flag_they_can_here_as_expected() {
+    let _user_namespaces = user_namespaces_lock(false);
     let run = run("clone_flags", &[]);
     assert_eq!(run.code, 0, "{run}");
     let summary = run.summary();
@@ -28,6 +29,7 @@ fn clone_flags_show_each_flag_they_can_here_as_expected() {
 #[ignore = "needs root and a cgroup v2 pids controller: scripts/vm.sh test runs it"]
 fn clone_flags_show_all_but_the_tracing_rows_as_root_on_cgroup_v2() {
     require_cgroup2();
+    let _user_namespaces = user_namespaces_lock(false);
     let run = run("clone_flags", &[]);
     assert_eq!(run.code, 0, "{run}");
     let summary = run.summary();

@@ -84,6 +84,8 @@ fn the_other_root_only_scenarios_refuse_a_user_without_root() {
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn clone_waitpid_names_the_sysctls_when_user_namespaces_are_restricted() {
     require_cgroup2();
+    // Runs that create user namespaces wait: the limit is machine-wide.
+    let _alone = user_namespaces_lock(true);
     let limit = Path::new("/proc/sys/user/max_user_namespaces");
     let saved = fs::read_to_string(limit).unwrap();
     fs::write(limit, "0").unwrap();

@@ -500,3 +500,18 @@ fn peak_reported(run: &Run, summary: &Summary) {
         None => panic!("no peak in the summary: {run}"),
     }
 }
+
+/// A lock shared by every test executable (a file in /tmp, locked with `flock`): taken
+/// exclusively by a test that changes the machine's limit on user namespaces
+/// (`user.max_user_namespaces`, for a moment), and shared by the runs that create user
+/// namespaces and would fail meanwhile (ENOSPC). The test executables run at once in the VM.
+pub fn user_namespaces_lock(exclusive: bool) -> nix::fcntl::Flock<fs::File> {
+    let path = std::env::temp_dir().join("clone-cgroup-tests-user-namespaces.lock");
+    let file = fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+    let how = if exclusive {
+        nix::fcntl::FlockArg::LockExclusive
+    } else {
+        nix::fcntl::FlockArg::LockShared
+    };
+    nix::fcntl::Flock::lock(file, how).map_err(|(_, e)| e).expect("flock")
+}
