@@ -98,7 +98,8 @@ fn zombies_fill_a_pids_limit_until_waited_for_and_orphans_are_adopted() {
     ] {
         assert_eq!(summary.get(key), Some(value), "{key}: {run}");
     }
-    assert!(run.stdout.contains("then it is reaped by it"), "{run}");
+    // When init reaps the second orphan is init's affair (a shell as init, in the VM, reaps
+    // when it next waits): not checked here.
     run.assert_nothing_left();
 }
 

@@ -28,7 +28,7 @@ use nix::errno::Errno;
 use nix::sys::prctl::set_child_subreaper;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag};
-use nix::unistd::{getpid, pipe, read, write, Pid};
+use nix::unistd::{getpid, pipe, read, setpgid, write, Pid};
 
 const SCENARIO: Scenario = Scenario {
     name: "zombie_orphan",
@@ -80,8 +80,13 @@ fn until_ended(pid: Pid) -> Result<(), Error> {
 fn orphan() -> Result<(Pid, Option<Pid>, Option<Pid>), Error> {
     let (from_middle, to_us) = pipe().map_err(|e| Error::sys("pipe", e))?;
     let mut middle = fork_child(|| {
-        // Given up at once: its parent, this middle child, ends before it.
-        let Ok(grandchild) = fork_child(waiting).map(Child::into_pid) else {
+        // Given up at once: its parent, this middle child, ends before it. In a process group
+        // of its own, as the init that may adopt it reaps it when it next waits.
+        let orphan = || {
+            let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            waiting()
+        };
+        let Ok(grandchild) = fork_child(orphan).map(Child::into_pid) else {
             return 1;
         };
         let _ = write(&to_us, &grandchild.as_raw().to_ne_bytes());
@@ -176,8 +181,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let comm = comm.and_then(Result::ok).unwrap_or_default();
     send(orphaned, Signal::SIGUSR1)?;
     let ours = waitpid(orphaned, None);
-    // Its new parent reaps it: its /proc entry goes (within a second).
-    let deadline = Instant::now() + Duration::from_secs(1);
+    // Its new parent reaps it when it next waits: its /proc entry goes (given 5 s here).
+    let deadline = Instant::now() + Duration::from_secs(5);
     while state(orphaned) != "gone" && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -187,7 +192,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         taken_by.map_or("?".into(), |p| p.to_string()),
         comm.trim(),
         ours.map_or_else(|e| format!("{e:?}"), |s| format!("{s:?}")),
-        if state(orphaned) == "gone" { "reaped by it" } else { "still there" }
+        if state(orphaned) == "gone" { "reaped by it" } else { "not yet reaped by it" }
     );
 
     // 7. Remove the cgroup: everything it held has been reaped.
