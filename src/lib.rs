@@ -47,16 +47,11 @@
 //!
 //! The lessons around them add six, each a set of system calls that needs `unsafe`:
 //! 6. [`spawn`]: process creation prepared in advance, so that a child only makes system calls.
-//! 7. [`attributes`]: what fork copies, exec resets and the clone flags share, besides memory:
-//!    signal dispositions, nice, I/O priority, a System V semaphore's undo.
-//! 8. `thread` (x86-64 and aarch64, glibc): a thread built by hand with `clone3`, and why
-//!    its code may touch no thread-local variable.
-//! 9. [`clone3_probe`]: `clone3` with its arguments as given (any size, words after the
-//!    struct, refused flags), for showing what the kernel checks.
-//! 10. [`wait_raw`]: what a waiting parent is told, undecoded: `waitpid`'s status word and
-//!     `waitid`'s `si_code` and `si_status`.
-//! 11. [`fork_exit`]: a fork that does not flush first, C's `printf`, `atexit`: what `exit`
-//!     and `_exit` do with a process's buffers.
+//! 7. [`attributes`]: dispositions, nice, I/O priority, semaphore undo: what fork and exec keep.
+//! 8. `thread` (x86-64 and aarch64, glibc): a thread built by hand, touching no thread-local.
+//! 9. [`clone3_probe`]: `clone3` with its arguments as given, to show what the kernel checks.
+//! 10. [`wait_raw`]: `waitpid`'s raw status word and `waitid`'s `si_code` and `si_status`.
+//! 11. [`fork_exit`]: a fork that does not flush first, C's `printf`, `atexit`.
 //!
 //! And one that is not a mechanism at all, and uses only [`sync`], [`process`] and
 //! [`cgroup`]: [`cli`], the command line every binary shares (options, `--help`, exit
