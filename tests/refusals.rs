@@ -208,3 +208,16 @@ fn a_cgroup_that_looks_like_ours_but_belongs_to_a_live_process_is_left_alone() {
     assert!(still_there, "{run}");
     assert!(!run.stdout.contains("clone-cgroup-1-0"), "{run}");
 }
+
+#[test]
+fn cgroup_race_without_the_stories_built_beside_it_says_how_to_build_them() {
+    // A copy of cgroup_race alone in a directory: the binaries it runs are not beside it.
+    let dir = std::env::temp_dir().join(format!("clone-cgroup-race-alone-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let alone = dir.join("cgroup_race");
+    fs::copy(bin("cgroup_race"), &alone).unwrap();
+    let run = run_command(&mut Command::new(&alone));
+    fs::remove_dir_all(&dir).unwrap();
+    assert_refused(&run, "clone3_into_cgroup_memory is not built in");
+    assert!(run.stderr.contains("cargo build --bins"), "{run}");
+}
