@@ -44,13 +44,14 @@ fn run_as_nobody(name: &str, args: &[&str]) -> Run {
     let copy = dir.join(name);
     fs::copy(bin(name), &copy).unwrap();
     // ETXTBSY: another test thread forked while the copy was open for writing; its child
-    // holds the descriptor until it execs, which takes a moment.
+    // holds the descriptor until it execs, which takes a moment (longer on a busy machine:
+    // up to 5 s are allowed).
     let mut tries = 0;
     let run = loop {
         let mut command = Command::new(&copy);
         command.args(args).current_dir(&dir).uid(NOBODY).gid(NOBODY);
         match try_run_command(&mut command) {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 500 => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
@@ -211,11 +212,15 @@ fn a_cgroup_that_looks_like_ours_but_belongs_to_a_live_process_is_left_alone() {
 
 #[test]
 fn cgroup_race_without_the_stories_built_beside_it_says_how_to_build_them() {
-    // A copy of cgroup_race alone in a directory: the binaries it runs are not beside it.
-    let dir = std::env::temp_dir().join(format!("clone-cgroup-race-alone-{}", std::process::id()));
+    // cgroup_race alone in a directory: the binaries it runs are not beside it. A hard link,
+    // not a copy: a copy is a file open for writing, which a child forked meanwhile by another
+    // test's thread holds until it execs, and exec of a file open for writing fails (ETXTBSY).
+    // Beside the binary's own directory, so the link stays on the same filesystem.
+    let built = bin("cgroup_race");
+    let dir = built.parent().unwrap().join(format!("race-alone-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
     let alone = dir.join("cgroup_race");
-    fs::copy(bin("cgroup_race"), &alone).unwrap();
+    fs::hard_link(&built, &alone).unwrap();
     let run = run_command(&mut Command::new(&alone));
     fs::remove_dir_all(&dir).unwrap();
     assert_refused(&run, "clone3_into_cgroup_memory is not built in");
