@@ -130,6 +130,9 @@ fn a_whole_cgroup_is_frozen_killed_and_oom_killed_at_once() {
     // memory.events oom_kill: the hog alone, then the victim and every member of its group.
     assert_eq!(summary.get("oom_group_0"), Some("1+0"), "{run}");
     assert_eq!(summary.get("oom_group_1"), Some("4+2"), "{run}");
+    // memory.events oom_group_kill, where the kernel counts it: no group kill, then one.
+    let group_kills = if kernel_counts_oom_group_kill(&mount) { "0,1" } else { "not-counted" };
+    assert_eq!(summary.get("oom_group_kill"), Some(group_kills), "{run}");
     run.assert_nothing_left();
 }
 

@@ -448,18 +448,40 @@ pub fn repeat_memory_scenario(
     peaks
 }
 
-/// Whether this kernel's memory controller has `memory.peak` (Linux 5.19 and later), seen
-/// the way a scenario sees it: in a cgroup below the root, which alone lacks the file.
-pub fn kernel_has_memory_peak(mount: &Cgroup2Mount) -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        let probe = mount.path.join(format!("memory-peak-probe-{}", std::process::id()));
+/// What this kernel's memory controller shows, seen the way a scenario sees it: in a cgroup
+/// below the root, which alone lacks these files.
+struct MemoryFiles {
+    /// `memory.peak` (Linux 5.19 and later).
+    peak: bool,
+    /// `oom_group_kill` in `memory.events`.
+    oom_group_kill: bool,
+}
+
+fn memory_files(mount: &Cgroup2Mount) -> &'static MemoryFiles {
+    static FILES: std::sync::OnceLock<MemoryFiles> = std::sync::OnceLock::new();
+    FILES.get_or_init(|| {
+        let probe = mount.path.join(format!("memory-files-probe-{}", std::process::id()));
         let _ = clone_cgroup::cgroup::enable_controller(&mount.path, "memory");
         fs::create_dir(&probe).expect("create a probe cgroup");
-        let has = probe.join("memory.peak").exists();
+        let files = MemoryFiles {
+            peak: probe.join("memory.peak").exists(),
+            oom_group_kill: fs::read_to_string(probe.join("memory.events"))
+                .expect("read the probe cgroup's memory.events")
+                .contains("oom_group_kill"),
+        };
         fs::remove_dir(&probe).expect("remove the probe cgroup");
-        has
+        files
     })
+}
+
+/// Whether this kernel's memory controller has `memory.peak`.
+pub fn kernel_has_memory_peak(mount: &Cgroup2Mount) -> bool {
+    memory_files(mount).peak
+}
+
+/// Whether this kernel's `memory.events` counts `oom_group_kill`.
+pub fn kernel_counts_oom_group_kill(mount: &Cgroup2Mount) -> bool {
+    memory_files(mount).oom_group_kill
 }
 
 /// The peaks a claim may show: the given ones where the kernel has memory.peak, `none`
