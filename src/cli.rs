@@ -1,8 +1,7 @@
 //! The command line every binary shares: options, `--help`, `--version`, exit statuses, what
 //! a memory scenario claims, and the one-line summary each run ends with.
 //!
-//! It is the binaries' plumbing, not a mechanism: a reader following a story can skip it, and
-//! the library's line count leaves it out, like the lesson-only modules.
+//! It is the binaries' plumbing, not a mechanism: a reader following a story can skip it.
 //!
 //! The summary is the last line on standard output, one `key=value` pair per field, values
 //! without spaces, so tests and scripts can parse it:
