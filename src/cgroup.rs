@@ -308,6 +308,25 @@ impl Cgroup {
         read_file(&self.path.join(name))
     }
 
+    /// The number a single-value file holds (`pids.current`, `memory.current`); the error names
+    /// the file and what it held instead.
+    pub fn read_counter(&self, name: &str) -> Result<u64, Error> {
+        let text = self.read(name)?;
+        text.trim().parse().map_err(|_| {
+            Error::Failed(format!(
+                "{} holds {text:?}, not a number",
+                self.path.join(name).display()
+            ))
+        })
+    }
+
+    /// The value of `key` in the flat-keyed file `name` (`memory.events`, `pids.events`,
+    /// `cgroup.events`: a `key value` per line), or `None` where this kernel does not count it.
+    pub fn read_keyed(&self, name: &str, key: &str) -> Result<Option<u64>, Error> {
+        let pairs = parse_flat_keyed(&self.read(name)?);
+        Ok(pairs.into_iter().find(|(k, _)| k == key).map(|(_, value)| value))
+    }
+
     /// Whether the cgroup has a file `name` (interface files appear only for enabled
     /// controllers, and some only on newer kernels or with swap accounting).
     pub fn has_file(&self, name: &str) -> bool {
@@ -400,14 +419,7 @@ impl Cgroup {
         if !self.has_file("memory.peak") {
             return Ok(None);
         }
-        let text = self.read("memory.peak")?;
-        text.trim().parse().map(Some).map_err(|_| {
-            Error::Failed(format!(
-                "{} holds {:?}, not a number",
-                self.path.join("memory.peak").display(),
-                text.trim()
-            ))
-        })
+        self.read_counter("memory.peak").map(Some)
     }
 
     /// Removes the cgroup now if this program created it (reap its processes first), and

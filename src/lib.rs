@@ -106,6 +106,7 @@ pub mod clone3_probe;
 pub mod fork_exit;
 pub mod memory;
 pub mod process;
+pub mod procfs;
 pub mod spawn;
 pub mod sync;
 #[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"))]

@@ -7,7 +7,7 @@
 //! the init process of a PID namespace, which drops those it has no handler for.
 
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
@@ -148,6 +148,26 @@ pub fn wait_signal(set: &SigSet, deadline: Instant) -> Result<Option<Received>, 
             e => return Err(Error::sys("sigtimedwait", e)),
         }
     }
+}
+
+/// How long a child waits for word from its parent before it gives up and ends: far longer
+/// than any lesson keeps a child waiting, short enough that a child whose parent is gone does
+/// not linger.
+pub const CHILD_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The child's side of "wait until told": takes `signal`, which must be blocked (the child
+/// inherited the mask, so a signal sent before the child got here is pending, not lost), and
+/// returns whether it came within `within`. Allocates nothing, on any path.
+pub fn wait_for(signal: Signal, within: Duration) -> bool {
+    let set = SigSet::from_iter([signal]);
+    matches!(wait_signal(&set, Instant::now() + within), Ok(Some(_)))
+}
+
+/// The body of a child that only waits to be told to end: it waits, at most
+/// [`CHILD_PATIENCE`], for [`PARENT_TO_CHILD`] (SIGUSR1, blocked since before the child was
+/// born), then exits: 0 if told, 1 if not.
+pub fn await_go() -> i32 {
+    i32::from(!wait_for(PARENT_TO_CHILD, CHILD_PATIENCE))
 }
 
 /// Sends `signal` to `to`: `kill(2)`. Allocates nothing, on any path.

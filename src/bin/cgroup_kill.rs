@@ -20,16 +20,16 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clone_cgroup::cgroup::{self, parse_flat_keyed, Cgroup};
+use clone_cgroup::cgroup::{self, Cgroup};
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
 use clone_cgroup::memory::Reservation;
 use clone_cgroup::process::{fork_child, Child, Outcome};
-use clone_cgroup::sync::{send, wait_signal, SignalWatch};
+use clone_cgroup::sync::{await_go, send, SignalWatch};
 use clone_cgroup::Error;
 use nix::errno::Errno;
 use nix::sys::prctl::set_child_subreaper;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpid, Pid};
 
@@ -43,18 +43,11 @@ const SCENARIO: Scenario = Scenario {
 /// How many children the freezer and the kill act on.
 const CHILDREN: usize = 10;
 
-/// A child that waits, at most 30 s, for SIGUSR1 (blocked since before it was born) and exits 0.
-fn waiting() -> i32 {
-    let usr1 = SigSet::from_iter([Signal::SIGUSR1]);
-    let _ = wait_signal(&usr1, Instant::now() + Duration::from_secs(30));
-    0
-}
-
 /// A child that forks as fast as it can, each of its children waiting; it stops after 4000.
 fn forkbomb() -> i32 {
     for _ in 0..4000 {
         // Given up at once: the kill ends them, and we, their subreaper, reap them.
-        if fork_child(waiting).map(Child::into_pid).is_err() {
+        if fork_child(await_go).map(Child::into_pid).is_err() {
             return 1;
         }
     }
@@ -72,10 +65,10 @@ fn hog(bytes: usize) -> i32 {
     }
 }
 
-/// The value of `key` in `file` (a flat keyed file: cgroup.events, memory.events).
+/// The value of `key` in `file` (a flat keyed file: cgroup.events, memory.events), 0 where
+/// the kernel does not count it.
 fn key(cgroup: &Cgroup, file: &str, key: &str) -> Result<u64, Error> {
-    let pairs = parse_flat_keyed(&cgroup.read(file)?);
-    Ok(pairs.into_iter().find(|(k, _)| k == key).map_or(0, |(_, v)| v))
+    Ok(cgroup.read_keyed(file, key)?.unwrap_or(0))
 }
 
 /// Waits, at most `within`, until `cgroup.events` shows `name` = `value`; whether it did.
@@ -146,7 +139,7 @@ fn oom_round(
         ))
     };
     let before = events()?;
-    let bystanders = vec![clone3_child(born_there, waiting)?, clone3_child(born_there, waiting)?];
+    let bystanders = vec![clone3_child(born_there, await_go)?, clone3_child(born_there, await_go)?];
     let hog_end = clone3_child(born_there, || hog(64 << 20))?.reap()?.outcome;
     for child in &bystanders {
         let _ = send(child.pid(), Signal::SIGUSR1);
@@ -210,7 +203,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     // 2. test_cgfreezer_simple: every process stopped at once, without a signal.
     let mut children = Vec::new();
     for _ in 0..CHILDREN {
-        children.push(clone3_child(&born_there, waiting)?);
+        children.push(clone3_child(&born_there, await_go)?);
     }
     let thaw = Thaw(&cgroup);
     cgroup.write("cgroup.freeze", "1")?;

@@ -18,7 +18,7 @@
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use clone_cgroup::cgroup::{self, parse_flat_keyed, Cgroup};
+use clone_cgroup::cgroup::{self, Cgroup};
 use clone_cgroup::child_say;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
@@ -40,9 +40,9 @@ const SCENARIO: Scenario = Scenario {
 /// How long anything here may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// The parent cgroup's limit.
-const PARENT_MAX: usize = 2;
+const PARENT_MAX: u64 = 2;
 /// The threads of the process of step 5 (its main thread included).
-const THREADS: usize = 3;
+const THREADS: u64 = 3;
 
 /// `--hold-threads`: what this program is when step 5 runs it: a process of THREADS threads
 /// that waits to be killed.
@@ -55,19 +55,12 @@ fn hold_threads() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// A number from a cgroup file (`pids.current`).
-fn count(cgroup: &Cgroup, file: &str) -> Result<usize, Error> {
-    let text = cgroup.read(file)?;
-    text.trim().parse().map_err(|_| Error::Failed(format!("{file} holds {text:?}")))
-}
-
 /// The `max` counter of a pids.events file, or `None` where the kernel has no such file.
 fn max_events(cgroup: &Cgroup, file: &str) -> Result<Option<u64>, Error> {
     if !cgroup.has_file(file) {
         return Ok(None);
     }
-    let events = parse_flat_keyed(&cgroup.read(file)?);
-    Ok(Some(events.into_iter().find(|(key, _)| key == "max").map_or(0, |(_, n)| n)))
+    Ok(Some(cgroup.read_keyed(file, "max")?.unwrap_or(0)))
 }
 
 fn shown(events: Option<u64>) -> String {
@@ -135,7 +128,7 @@ fn manager(parent: Pid, mut children: Vec<Child>, deadline: Instant) -> i32 {
 
 /// Starts this program again with `--hold-threads` (a process of [`THREADS`] threads), moves
 /// it into `cgroup` once it says it holds them, and returns the cgroup's `pids.current`.
-fn tasks_counted_for_a_threaded_process(cgroup: &Cgroup) -> Result<usize, Error> {
+fn tasks_counted_for_a_threaded_process(cgroup: &Cgroup) -> Result<u64, Error> {
     let exe = std::env::current_exe().map_err(|e| Error::io("failed to find this program", e))?;
     let mut holder = Command::new(&exe)
         .arg("--hold-threads")
@@ -150,7 +143,7 @@ fn tasks_counted_for_a_threaded_process(cgroup: &Cgroup) -> Result<usize, Error>
     );
     // No `?` until the holder is killed: it would be left running.
     let threads = match read {
-        Ok(_) => cgroup.add_process(holder_pid).and_then(|()| count(cgroup, "pids.current")),
+        Ok(_) => cgroup.add_process(holder_pid).and_then(|()| cgroup.read_counter("pids.current")),
         Err(e) => Err(Error::io("failed to read from the thread holder", e)),
     };
     let _ = holder.kill();
@@ -194,7 +187,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     if manager.wait_for_signal(&watch, CHILD_TO_PARENT, TIMEOUT)? != Waited::SignalCame {
         return Err(Error::Failed(format!("manager {pid} never reported")));
     }
-    let bound = count(&parent, "pids.current")?;
+    let bound = parent.read_counter("pids.current")?;
     println!("parent[{me}]: 2. the parent's limit bound the child cgroup: pids.current = {bound}");
 
     // 3. Moving in is not refused: two sleepers written to the child cgroup's cgroup.procs.
@@ -202,7 +195,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     for s in &sleepers {
         child_cgroup.add_process(s.pid())?;
     }
-    let above = count(&parent, "pids.current")?;
+    let above = parent.read_counter("pids.current")?;
     println!(
         "parent[{me}]: 3. moved {} and {} in: pids.current = {above} with pids.max = {PARENT_MAX}",
         sleepers[0].pid(),

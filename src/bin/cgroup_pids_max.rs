@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clone_cgroup::cgroup::{self, parse_flat_keyed};
+use clone_cgroup::cgroup;
 use clone_cgroup::child_say;
 use clone_cgroup::cli::{
     for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict,
@@ -135,7 +135,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     // 4. At the peak: count the tasks as the kernel sees them, then let the manager go on.
     let mut counted = None;
     if child.wait_for_signal(&watch, CHILD_TO_PARENT, timeout)? == Waited::SignalCame {
-        let current: usize = cgroup.read("pids.current")?.trim().parse().unwrap_or(0);
+        let current = cgroup.read_counter("pids.current")? as usize;
         let procs = cgroup.processes()?;
         println!(
             "parent[{me}]: 4. got SIGUSR2: pids.current = {current}; cgroup.procs lists {} \
@@ -152,10 +152,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let ended = child.wait(&watch, timeout, |_| {})?;
     println!("parent[{me}]: 6. waitid(P_PIDFD): {:?}", ended.status);
     let events = cgroup.read("pids.events")?;
-    let refused = parse_flat_keyed(&events)
-        .into_iter()
-        .find(|(key, _)| key == "max")
-        .map_or(0, |(_, value)| value);
+    let refused = cgroup.read_keyed("pids.events", "max")?.unwrap_or(0);
     println!("parent[{me}]: 6. pids.events: {}", events.trim().replace('\n', ", "));
 
     // 7. Remove the cgroup: every process in it has been reaped, so rmdir finds it empty.

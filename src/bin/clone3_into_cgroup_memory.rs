@@ -22,11 +22,12 @@ use clone_cgroup::cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_
 use clone_cgroup::clone3::{clone3_child_on_stack, not_offered, CloneArgs, Flags};
 use clone_cgroup::memory::{self, pages_word, Reservation};
 use clone_cgroup::process::describe_status;
+use clone_cgroup::procfs;
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use nix::unistd::{getpid, Pid};
+use nix::unistd::getpid;
 
 pub const SCENARIO: Scenario = Scenario {
     name: "clone3_into_cgroup_memory",
@@ -39,14 +40,6 @@ pub const SCENARIO: Scenario = Scenario {
 /// in a shared mapping that the parent has paid for (see `Reservation::with_shared_stack`), so
 /// it is not the [`memory::MOVED_CHILD_STACK_SIZE`] of the children that are moved.
 const SHARED_STACK_SIZE: usize = 64 << 10;
-
-/// The cgroup of process `pid` in the v2 hierarchy, from `/proc/PID/cgroup` (`0::/path`).
-fn cgroup_of(pid: Pid) -> Result<String, Error> {
-    let file = format!("/proc/{pid}/cgroup");
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| Error::io(&format!("failed to read {file}"), e))?;
-    Ok(text.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("?").to_string())
-}
 
 // `pub`, like SCENARIO: clone3_into_cgroup_memory_fail holds this file as its module `story`.
 pub fn main() -> ExitCode {
@@ -132,7 +125,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     println!(
         "parent[{me}]: 2. clone3 returned child {pid} and pidfd {}; /proc/{pid}/cgroup says {}",
         child.pidfd().map_or(-1, |fd| fd.as_raw_fd()),
-        cgroup_of(pid).unwrap_or_else(|_| "(gone)".into())
+        procfs::cgroup_of(pid).unwrap_or_else(|| procfs::GONE.into())
     );
 
     // 5. poll() the pidfd until it is readable (the child has ended), then waitid(P_PIDFD),

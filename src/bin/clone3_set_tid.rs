@@ -22,6 +22,7 @@ use clone_cgroup::cli::{
 };
 use clone_cgroup::clone3::{clone3_child, not_offered, CloneArgs, Flags};
 use clone_cgroup::process::Outcome;
+use clone_cgroup::procfs;
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -44,15 +45,6 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// The first pid from `first` on that no process has (`/proc/N` does not exist).
 fn free_pid_from(first: i32) -> Pid {
     Pid::from_raw((first..).find(|p| !Path::new(&format!("/proc/{p}")).exists()).unwrap_or(first))
-}
-
-/// The `NSpid:` line of /proc/PID/status: the pid in each namespace, outermost first.
-fn nspid(pid: Pid) -> Result<Vec<i32>, Error> {
-    let file = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&file)
-        .map_err(|e| Error::io(&format!("failed to read {file}"), e))?;
-    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"));
-    Ok(line.map_or(Vec::new(), |l| l.split_whitespace().filter_map(|p| p.parse().ok()).collect()))
 }
 
 fn run(args: &[String]) -> Result<Summary, Error> {
@@ -124,7 +116,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     if !handshake.wait_ready(Instant::now() + TIMEOUT)? {
         return Err(Error::Failed(format!("child {pid} never said ready within {TIMEOUT:?}")));
     }
-    let levels = nspid(pid)?;
+    let levels = procfs::namespace_pids(pid).unwrap_or_default();
     let shown: Vec<String> = levels.iter().map(|p| p.to_string()).collect();
     println!("parent[{me}]: 4. /proc/{pid}/status NSpid: {}", shown.join(" "));
     handshake.go()?;
@@ -155,7 +147,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     };
 
     let holds = pid == chosen
-        && levels == [chosen.as_raw(), 1]
+        && levels == [chosen, Pid::from_raw(1)]
         && ended.outcome == Outcome::Exited(0)
         && eexist;
     Ok(Summary::new(SCENARIO.name, Verdict::of(holds))

@@ -41,7 +41,8 @@ use clone_cgroup::clone3::{clone3_child, CloneArgs, Flags};
 use clone_cgroup::clone3_probe::{knows_flags, try_clone3};
 use clone_cgroup::memory::ChildStack;
 use clone_cgroup::process::{clone_child, fork_child, vfork_child, Child, Outcome};
-use clone_cgroup::sync::{send, wait_signal, SignalWatch};
+use clone_cgroup::procfs;
+use clone_cgroup::sync::{await_go, send, SignalWatch};
 use clone_cgroup::Error;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg};
@@ -481,15 +482,6 @@ const PLACE: [Row; 6] = [
     },
 ];
 
-/// A child started with SIGUSR1 blocked (by us, beforehand), which waits up to 10 s for it.
-fn waits_for_sigusr1() -> i32 {
-    let usr1 = SigSet::from_iter([Signal::SIGUSR1]);
-    match wait_signal(&usr1, Instant::now() + Duration::from_secs(10)) {
-        Ok(Some(_)) => 0,
-        _ => 1,
-    }
-}
-
 /// Runs `look` on a child that waits for SIGUSR1, then lets it end and reaps it.
 fn while_waiting(mut child: Child, look: impl FnOnce(Pid) -> String) -> Result<String, Error> {
     let seen = look(child.pid());
@@ -552,7 +544,7 @@ fn vfork_row() -> Result<Seen, Error> {
         format!("after {suspended:?}")
     };
     // Without it: the child cannot end before our signal, so if clone returns, it was at once.
-    let mut waiter = waits_for_sigusr1;
+    let mut waiter = await_go;
     let child = clone_child(&mut waiter, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
     let without = while_waiting(child, |pid| {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
@@ -604,7 +596,7 @@ fn into_cgroup_row(notes: &mut Vec<String>) -> Result<Seen, Error> {
     let seen = (|| {
         let dir = target.open_path()?;
         let look = |args: CloneArgs| -> Result<String, Error> {
-            let child = clone3_child(&args, waits_for_sigusr1)?;
+            let child = clone3_child(&args, await_go)?;
             let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
             while_waiting(child, |pid| {
                 let theirs =
@@ -774,7 +766,7 @@ fn autokill_row() -> Result<Seen, Error> {
     let base = Flags::PIDFD | Flags::AUTOREAP | Flags::NNP;
     both(base | Flags::PIDFD_AUTOKILL, |autokill| {
         let flags = if autokill { base | Flags::PIDFD_AUTOKILL } else { base };
-        let child = match started(CloneArgs::with_exit_signal(0).flags(flags), waits_for_sigusr1)? {
+        let child = match started(CloneArgs::with_exit_signal(0).flags(flags), await_go)? {
             Ok(child) => child,
             Err(errno) => return Ok(Err(errno)),
         };
@@ -797,9 +789,7 @@ fn autokill_row() -> Result<Seen, Error> {
 
 /// The value of `key` in `/proc/PID/status`.
 fn status_field(pid: Pid, key: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':'));
-    line.map_or("?".into(), |v| v.trim().to_string())
+    procfs::status_field(pid, key).unwrap_or_else(|| "?".into())
 }
 
 fn nnp_row() -> Result<Seen, Error> {
@@ -808,7 +798,7 @@ fn nnp_row() -> Result<Seen, Error> {
     }
     both(Flags::NNP, |nnp| {
         let flags = if nnp { Flags::NNP } else { Flags::NONE };
-        match started(CloneArgs::new(Signal::SIGCHLD).flags(flags), waits_for_sigusr1)? {
+        match started(CloneArgs::new(Signal::SIGCHLD).flags(flags), await_go)? {
             Ok(child) => while_waiting(child, |pid| status_field(pid, "NoNewPrivs")).map(Ok),
             Err(errno) => Ok(Err(errno)),
         }
@@ -823,8 +813,7 @@ fn empty_mntns_row() -> Result<Seen, Error> {
     let ours = mounts(getpid());
     both(Flags::EMPTY_MNTNS, |empty| {
         let flags = if empty { Flags::EMPTY_MNTNS } else { Flags::NEWNS };
-        let child = match started(CloneArgs::new(Signal::SIGCHLD).flags(flags), waits_for_sigusr1)?
-        {
+        let child = match started(CloneArgs::new(Signal::SIGCHLD).flags(flags), await_go)? {
             Ok(child) => child,
             Err(errno) => return Ok(Err(errno)),
         };

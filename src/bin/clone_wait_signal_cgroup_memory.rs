@@ -27,7 +27,7 @@ use clone_cgroup::process::{clone_child, describe_status, die_with_parent, Waite
 use clone_cgroup::sync::{self, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
 use clone_cgroup::Error;
 use nix::sched::CloneFlags;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::{getpid, Pid};
 
 pub const SCENARIO: Scenario = Scenario {
@@ -63,10 +63,9 @@ fn child_side(parent: Pid, alloc: usize, timeout: Duration) -> i32 {
     child_say!("child[{me}]: 3. warmed up, reserved {alloc} bytes; SIGUSR2 to {parent}: ready");
     // 5. SIGUSR1 means "moved". Bounded: a parent that never answers does not leave us
     //    waiting forever.
-    let go = SigSet::from_iter([PARENT_TO_CHILD]);
-    let told = sync::send(parent, CHILD_TO_PARENT)
-        .and_then(|()| sync::wait_signal(&go, Instant::now() + timeout));
-    if !matches!(told, Ok(Some(_))) {
+    let told =
+        sync::send(parent, CHILD_TO_PARENT).is_ok() && sync::wait_for(PARENT_TO_CHILD, timeout);
+    if !told {
         child_say!("child[{me}]: no SIGUSR1 within {} s; giving up", timeout.as_secs());
         return CHILD_SETUP_FAILED;
     }

@@ -27,6 +27,7 @@ use clone_cgroup::child_say;
 use clone_cgroup::cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
 use clone_cgroup::memory::{self, pages_word, ChildStack, MOVED_CHILD_STACK_SIZE};
 use clone_cgroup::process::{clone_child, describe_status, die_with_parent};
+use clone_cgroup::procfs;
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::sched::CloneFlags;
@@ -51,18 +52,10 @@ pub fn main() -> ExitCode {
     SCENARIO.main(|args| run(SCENARIO.name, Claim::Survives, args))
 }
 
-/// The state letter of process `pid` in `/proc/PID/stat`: `R` running, `S` sleeping, ...
-fn state_of(pid: Pid) -> char {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // "1234 (comm) S ...": comm may hold spaces and parentheses; split at the last ')'.
-    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
-    state.and_then(|s| s.chars().next()).unwrap_or('?')
-}
-
 /// The delayed move as the parent made it: what it saw just before, and when it was done.
 struct Move {
     /// The child's state letter just before the write to `cgroup.procs`.
-    state: char,
+    state: String,
     /// From just before `clone` to the return of the write to `cgroup.procs`: the child's
     /// sleep cannot end before `delay` after the same instant.
     done_after: Duration,
@@ -71,8 +64,8 @@ struct Move {
 /// Whether the bet was won, and the words that say why. The kernel's evidence decides where
 /// it has any; the clock only where it has none; a disagreement between the two is said.
 fn judge_bet(moved: &Move, delay: Duration, evidence: &MemoryEvidence) -> (bool, String) {
-    let (state, ms, delay_ms) = (moved.state, moved.done_after.as_millis(), delay.as_millis());
-    if state != 'S' {
+    let (state, ms, delay_ms) = (&moved.state, moved.done_after.as_millis(), delay.as_millis());
+    if state != "S" {
         return (false, format!("the child was in state {state}, not asleep, when it was moved"));
     }
     let in_time = moved.done_after < delay;
@@ -169,9 +162,9 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     //    Write its pid to cgroup.procs: from now on its new pages are charged there.
     let (mut moved, mut in_cgroup) = (None, None);
     if child.still_running_after(&watch, delay / 2)? {
-        let state = state_of(pid);
+        let state = procfs::state_word(pid);
         cgroup.add_process(pid)?;
-        moved = Some(Move { state, done_after: before_clone.elapsed() });
+        let done_after = before_clone.elapsed();
         in_cgroup = Some(cloned.elapsed());
         println!(
             "parent[{me}]: 4. moved child {pid} (state {state} at the move) into {}; \
@@ -179,6 +172,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
             cgroup.path().display(),
             cgroup.processes()?
         );
+        moved = Some(Move { state, done_after });
     } else {
         println!("parent[{me}]: 4. child {pid} ended before it was moved");
     }
@@ -231,7 +225,7 @@ mod tests {
     }
 
     fn judge(state: char, ms: u64, oom_kill: u64, peak: Option<u64>) -> (bool, String) {
-        let moved = Move { state, done_after: Duration::from_millis(ms) };
+        let moved = Move { state: state.to_string(), done_after: Duration::from_millis(ms) };
         judge_bet(&moved, Duration::from_millis(200), &evidence(oom_kill, peak))
     }
 

@@ -28,6 +28,7 @@ use clone_cgroup::attributes::{alternate_stack, set_disposition, set_nice, Dispo
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::memory::Reservation;
 use clone_cgroup::process::{fork_child, Outcome};
+use clone_cgroup::procfs::Stat;
 use clone_cgroup::spawn::PreparedExec;
 use clone_cgroup::Error;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
@@ -111,9 +112,7 @@ impl Probe {
                 "closed"
             }
         };
-        let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        // Fields after the name in parentheses; the nice value is field 19 of stat(5).
-        let nice = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(16));
+        let nice = Stat::of(getpid()).map_or("?".into(), |stat| stat.nice.to_string());
         let mapped = fs::read_to_string("/proc/self/maps").unwrap_or_default().lines().any(|l| {
             let range = l.split_whitespace().next().and_then(|r| r.split_once('-'));
             let parse = |hex| usize::from_str_radix(hex, 16).unwrap_or(0);
@@ -151,7 +150,7 @@ impl Probe {
                 "RLIMIT_NOFILE",
                 getrlimit(Resource::RLIMIT_NOFILE).map_or("?".into(), |(soft, _)| soft.to_string()),
             ),
-            ("nice value", nice.unwrap_or("?").into()),
+            ("nice value", nice),
             ("environment (execve: empty)", std::env::var(MARK).unwrap_or_else(|_| "unset".into())),
             ("shared memory mapping", if mapped { "mapped" } else { "not mapped" }.into()),
             (

@@ -15,9 +15,10 @@ use std::process::ExitCode;
 use clone_cgroup::child_say;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::process::{describe_status, fork_child, Outcome};
+use clone_cgroup::procfs;
 use clone_cgroup::Error;
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag};
-use nix::unistd::{getpid, getppid, Pid};
+use nix::unistd::{getpid, getppid};
 
 const SCENARIO: Scenario = Scenario {
     name: "fork_waitpid",
@@ -29,13 +30,6 @@ const SCENARIO: Scenario = Scenario {
 /// The status the child exits with: anything from 0 to 255 would do; 42 shows that the
 /// number really travels from the child's _exit to the parent's waitpid.
 const CHILD_STATUS: i32 = 42;
-
-/// The state letter of `/proc/PID/stat` (`Z` for a zombie), or `None` once the pid is gone.
-fn state_of(pid: Pid) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "1234 (comm) Z ...": comm may hold spaces and parentheses; split at the last ')'.
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
-}
 
 fn run(args: &[String]) -> Result<Summary, Error> {
     no_options(args)?;
@@ -60,10 +54,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     //    and status are kept for us, a zombie, until we collect them.
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
     waitid(Id::Pid(child), flags).map_err(|e| Error::sys("waitid(WNOWAIT)", e))?;
-    let zombie = state_of(child);
+    let zombie = procfs::state_word(child);
     println!(
-        "parent[{me}]: 4. the child has ended; unreaped, /proc/{child}/stat says state {}",
-        zombie.map_or("(gone)".to_string(), |s| s.to_string())
+        "parent[{me}]: 4. the child has ended; unreaped, /proc/{child}/stat says state {zombie}"
     );
 
     // 5. waitpid() reaps it: its status comes back to us and its pid is freed. Without this
@@ -73,12 +66,12 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     println!("parent[{me}]:    {}", describe_status(status));
 
     // 6. Reaped, the zombie is gone from /proc.
-    let gone = state_of(child).is_none();
+    let gone = procfs::Stat::of(child).is_none();
     println!("parent[{me}]: 6. /proc/{child} {}", if gone { "is gone" } else { "still exists" });
 
     let outcome = Outcome::from_status(status)
         .ok_or_else(|| Error::Failed(format!("waitpid returned {status:?}, not an end")))?;
-    let holds = outcome == Outcome::Exited(CHILD_STATUS) && zombie == Some('Z') && gone;
+    let holds = outcome == Outcome::Exited(CHILD_STATUS) && zombie == "Z" && gone;
     if !holds {
         println!(
             "parent[{me}]: NOT AS CLAIMED: expected exit status {CHILD_STATUS}, a zombie before \
@@ -89,7 +82,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         .field("claim", Outcome::Exited(CHILD_STATUS).token())
         .field("outcome", outcome.token())
         .field("child", child)
-        .field("zombie", zombie == Some('Z')))
+        .field("zombie", zombie == "Z"))
 }
 
 fn main() -> ExitCode {

@@ -16,12 +16,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use clone_cgroup::attributes::{set_disposition, Disposition};
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::process::fork_child;
-use clone_cgroup::sync::{send, wait_signal, SignalWatch};
+use clone_cgroup::procfs;
+use clone_cgroup::sync::{await_go, send, SignalWatch};
 use clone_cgroup::wait_raw::{set_sigchld, waitid_info, waitpid_raw, ChildInfo};
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -37,22 +37,14 @@ const SCENARIO: Scenario = Scenario {
     options: "",
 };
 
-/// The state letter of `/proc/PID/stat` (`Z` for a zombie), or `?` once the pid is gone.
-fn state_of(pid: Pid) -> char {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
-    state.and_then(|s| s.chars().next()).unwrap_or('?')
-}
-
-/// A child that waits, at most 10 s, for SIGUSR1 (blocked since before the fork) and then
-/// exits 0; every other signal is unblocked in it, so that SIGTERM's default action can end it.
+/// A child that waits to be told to end ([`await_go`]), with every signal but SIGUSR1
+/// unblocked in it, so that SIGTERM's default action can end it.
 fn waiting() -> i32 {
-    let usr1 = SigSet::from_iter([Signal::SIGUSR1]);
     // Its default action back, should whoever started us have had it ignored.
     let _ = set_disposition(Signal::SIGTERM, Disposition::Default);
+    let usr1 = SigSet::from_iter([Signal::SIGUSR1]);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&usr1), None);
-    let _ = wait_signal(&usr1, Instant::now() + Duration::from_secs(10));
-    0
+    await_go()
 }
 
 /// What the W* macros of waitpid(2) say of a raw status word.
@@ -78,11 +70,11 @@ fn look_then_take(
     pid: Pid,
     flags: WaitPidFlag,
     take: WaitPidFlag,
-) -> Result<(ChildInfo, char, i32), Error> {
+) -> Result<(ChildInfo, String, i32), Error> {
     let info = waitid_info(pid, flags | WaitPidFlag::WNOWAIT)
         .map_err(|e| Error::sys("waitid(WNOWAIT)", e))?
         .ok_or_else(|| Error::Failed(format!("waitid reported nothing of {pid}")))?;
-    let state = state_of(pid);
+    let state = procfs::state_word(pid);
     let (_, status) = waitpid_raw(pid, take).map_err(|e| Error::sys("waitpid", e))?;
     Ok((info, state, status))
 }

@@ -18,15 +18,16 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clone_cgroup::cgroup::{self, parse_flat_keyed, Cgroup};
+use clone_cgroup::cgroup;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
 use clone_cgroup::process::{fork_child, Child};
-use clone_cgroup::sync::{send, wait_signal, SignalWatch};
+use clone_cgroup::procfs::{state_word, Stat};
+use clone_cgroup::sync::{await_go, send, SignalWatch};
 use clone_cgroup::Error;
 use nix::errno::Errno;
 use nix::sys::prctl::set_child_subreaper;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag};
 use nix::unistd::{getpid, pipe, read, setpgid, write, Pid};
 
@@ -40,32 +41,8 @@ const SCENARIO: Scenario = Scenario {
 /// The cgroup's pids.max: two zombies fill it.
 const PIDS_MAX: u64 = 2;
 
-/// Field `n` (1-based, as proc(5) counts) of `/proc/PID/stat`; `None` once the pid is gone.
-fn stat_field(pid: Pid, n: usize) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "1234 (comm) Z 1 ...": comm may hold spaces and parentheses; split at the last ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(n - 3).map(str::to_string)
-}
-
-fn state(pid: Pid) -> String {
-    stat_field(pid, 3).unwrap_or_else(|| "gone".into())
-}
-
 fn parent_of(pid: Pid) -> Option<Pid> {
-    stat_field(pid, 4)?.parse().ok().map(Pid::from_raw)
-}
-
-fn count(cgroup: &Cgroup, file: &str) -> Result<u64, Error> {
-    let text = cgroup.read(file)?;
-    text.trim().parse().map_err(|_| Error::Failed(format!("{file} holds {text:?}")))
-}
-
-/// A child that waits, at most 10 s, for SIGUSR1 (blocked since before the fork) and exits 0.
-fn waiting() -> i32 {
-    let usr1 = SigSet::from_iter([Signal::SIGUSR1]);
-    let _ = wait_signal(&usr1, Instant::now() + Duration::from_secs(10));
-    0
+    Stat::of(pid).map(|stat| stat.parent)
 }
 
 /// Waits until `pid` has ended, without reaping it (`waitid` with WNOWAIT).
@@ -84,13 +61,13 @@ fn orphan() -> Result<(Pid, Option<Pid>, Option<Pid>), Error> {
         // of its own, as the init that may adopt it reaps it when it next waits.
         let orphan = || {
             let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
-            waiting()
+            await_go()
         };
         let Ok(grandchild) = fork_child(orphan).map(Child::into_pid) else {
             return 1;
         };
         let _ = write(&to_us, &grandchild.as_raw().to_ne_bytes());
-        waiting()
+        await_go()
     })?;
     drop(to_us);
     let mut bytes = [0u8; 4];
@@ -126,8 +103,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     for zombie in &zombies {
         until_ended(zombie.pid())?;
     }
-    let states: Vec<String> = zombies.iter().map(|z| state(z.pid())).collect();
-    let filled = count(&cgroup, "pids.current")?;
+    let states: Vec<String> = zombies.iter().map(|z| state_word(z.pid())).collect();
+    let filled = cgroup.read_counter("pids.current")?;
     println!(
         "parent[{me}]: 2. children {} and {} have exited, unwaited: states {states:?}; \
          pids.current = {filled}",
@@ -141,14 +118,13 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         Err(Error::Sys { errno, .. }) => format!("{errno:?}"),
         Err(e) => return Err(e),
     };
-    let events = parse_flat_keyed(&cgroup.read("pids.events")?);
-    let refused = events.iter().find(|(k, _)| k == "max").map_or(0, |(_, n)| *n);
+    let refused = cgroup.read_keyed("pids.events", "max")?.unwrap_or(0);
     println!("parent[{me}]: 3. a third clone3 into it: {third}; pids.events max {refused}");
 
     // 4. One wait releases one zombie: its pid is freed, the cgroup has room again.
     let released = zombies[0].pid();
     let ended = zombies[0].reap()?;
-    let after = count(&cgroup, "pids.current")?;
+    let after = cgroup.read_counter("pids.current")?;
     let mut another = clone3_child(&args, || 0)?;
     let born = another.pid();
     another.reap()?;
@@ -157,7 +133,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         "parent[{me}]: 4. waitpid({released}): {:?}; /proc/{released}: {}; pids.current = \
          {after}; a new child ({born}) is born there",
         ended.status,
-        state(released)
+        state_word(released)
     );
     watch.stop_if_interrupted()?;
 
@@ -183,7 +159,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let ours = waitpid(orphaned, None);
     // Its new parent reaps it when it next waits: its /proc entry goes (given 5 s here).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while state(orphaned) != "gone" && Instant::now() < deadline {
+    while Stat::of(orphaned).is_some() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     println!(
@@ -192,7 +168,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         taken_by.map_or("?".into(), |p| p.to_string()),
         comm.trim(),
         ours.map_or_else(|e| format!("{e:?}"), |s| format!("{s:?}")),
-        if state(orphaned) == "gone" { "reaped by it" } else { "not yet reaped by it" }
+        if Stat::of(orphaned).is_none() { "reaped by it" } else { "not yet reaped by it" }
     );
 
     // 7. Remove the cgroup: everything it held has been reaped.
