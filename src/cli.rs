@@ -36,7 +36,7 @@ Exit status:
 pub fn exit_code(error: &Error) -> u8 {
     match error {
         Error::CannotRun(_) | Error::Usage(_) => 2,
-        Error::Sys { .. } | Error::Io { .. } | Error::Failed(_) => 1,
+        Error::Sys { .. } | Error::Io { .. } | Error::Failed(_) | Error::Unexpected(_) => 1,
         Error::Interrupted(signal) => 128 + *signal as u8,
     }
 }

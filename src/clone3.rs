@@ -8,117 +8,16 @@
 //! (x86-64 and aarch64). A failed call keeps its errno: `Error::Sys { context: "clone3", errno }`;
 //! [`not_offered`] tells which errnos mean "this kernel predates the feature".
 
-use std::fmt;
-use std::ops::BitOr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+pub use crate::flags::Flags;
 use crate::memory::StackArea;
-use crate::process::{
-    child_trampoline, end_child_with, flush_stdout, require_single_thread, Child, RseqPause,
-};
+use crate::process::{child_trampoline, create, end_child_with, require_single_thread, Child};
 use crate::Error;
-
-/// A set of `CLONE_*` flags, as `clone_args.flags` takes them (64 bits: the newest do not fit
-/// in the `int` of `clone(2)`, which is why libc deprecates its `CLONE_INTO_CGROUP`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Flags(pub u64);
-
-macro_rules! clone_flags {
-    ($($name:ident = $value:expr, $doc:literal;)*) => {
-        impl Flags {
-            $(#[doc = concat!("`CLONE_", stringify!($name), "`: ", $doc)]
-            pub const $name: Flags = Flags($value);)*
-            /// Every flag with its C name, in the order of `<linux/sched.h>`.
-            pub const ALL: &'static [(Flags, &'static str)] =
-                &[$((Flags::$name, concat!("CLONE_", stringify!($name))),)*];
-        }
-    };
-}
-
-clone_flags! {
-    NEWTIME = 0x80, "a new time namespace (`unshare` 5.6; `clone3` 6.3, in stable lines too).";
-    VM = 0x100, "share the address space.";
-    FS = 0x200, "share the root, the working directory and the umask.";
-    FILES = 0x400, "share the file descriptor table.";
-    SIGHAND = 0x800, "share the table of signal handlers (needs `VM`).";
-    PIDFD = 0x1000, "return a pidfd for the child in `clone_args.pidfd` (5.2).";
-    PTRACE = 0x2000, "if the parent is traced, trace the child too.";
-    VFORK = 0x4000, "suspend the parent until the child exits or execs.";
-    PARENT = 0x8000, "the child's parent is the caller's parent, not the caller.";
-    THREAD = 0x10000, "the same pid, a tid of its own, no exit signal; needs `SIGHAND`.";
-    NEWNS = 0x20000, "a new mount namespace.";
-    SYSVSEM = 0x40000, "share System V semaphore undo values.";
-    SETTLS = 0x80000, "the child's thread pointer is `clone_args.tls`.";
-    PARENT_SETTID = 0x100000, "store the child's tid at `clone_args.parent_tid`, in the parent.";
-    CHILD_CLEARTID = 0x200000, "at the child's end, zero `clone_args.child_tid` and wake its futex.";
-    DETACHED = 0x400000, "obsolete, ignored by `clone`; `clone3` refuses it.";
-    UNTRACED = 0x800000, "a tracer cannot force `PTRACE` onto the child.";
-    CHILD_SETTID = 0x1000000, "store the child's tid at `clone_args.child_tid`, in the child.";
-    NEWCGROUP = 0x2000000, "a new cgroup namespace.";
-    NEWUTS = 0x4000000, "a new UTS namespace (hostname, domain name).";
-    NEWIPC = 0x8000000, "a new IPC namespace.";
-    NEWUSER = 0x10000000, "a new user namespace.";
-    NEWPID = 0x20000000, "a new PID namespace, the child its pid 1.";
-    NEWNET = 0x40000000, "a new network namespace.";
-    IO = 0x80000000, "share the I/O context.";
-    CLEAR_SIGHAND = 0x1_0000_0000, "reset every caught signal to its default (5.5; no `SIGHAND`).";
-    INTO_CGROUP = 0x2_0000_0000, "start the child in the cgroup of fd `clone_args.cgroup` (5.7).";
-    AUTOREAP = 0x4_0000_0000, "reap the child at its end, no zombie, no wait (7.1; exit signal 0).";
-    NNP = 0x8_0000_0000, "set `no_new_privs` in the child, as `prctl` would (7.1; no `THREAD`).";
-    PIDFD_AUTOKILL = 0x10_0000_0000, "SIGKILL the child when its pidfd closes (7.1; `PIDFD`, `AUTOREAP`).";
-    EMPTY_MNTNS = 0x20_0000_0000, "a new mount namespace holding its root alone (7.1; implies `NEWNS`).";
-}
-
-impl Flags {
-    /// No flag.
-    pub const NONE: Flags = Flags(0);
-
-    /// Whether every flag of `other` is set here.
-    pub fn contains(self, other: Flags) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Whether any flag of `other` is set here.
-    pub fn intersects(self, other: Flags) -> bool {
-        self.0 & other.0 != 0
-    }
-}
-
-impl BitOr for Flags {
-    type Output = Flags;
-    fn bitor(self, other: Flags) -> Flags {
-        Flags(self.0 | other.0)
-    }
-}
-
-impl From<nix::sched::CloneFlags> for Flags {
-    fn from(flags: nix::sched::CloneFlags) -> Flags {
-        Flags(flags.bits() as u32 as u64)
-    }
-}
-
-/// `CLONE_PIDFD | CLONE_INTO_CGROUP`, or `0x...` for bits without a name.
-impl fmt::Display for Flags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        let mut first = true;
-        for (flag, name) in Flags::ALL {
-            if rest & flag.0 != 0 {
-                write!(f, "{}{name}", if first { "" } else { " | " })?;
-                rest &= !flag.0;
-                first = false;
-            }
-        }
-        if rest != 0 || first {
-            write!(f, "{}{rest:#x}", if first { "" } else { " | " })?;
-        }
-        Ok(())
-    }
-}
 
 /// The arguments of one `clone3` call: a builder over `struct clone_args`.
 ///
@@ -250,44 +149,32 @@ pub fn not_offered(errno: Errno) -> Option<&'static str> {
     }
 }
 
-/// Turns a finished call into its child: the pid and, with `CLONE_PIDFD`, the pidfd.
-pub(crate) fn started(
-    args: &CloneArgs,
-    ret: libc::c_long,
-    errno: Errno,
-    pidfd: libc::c_int,
-) -> Result<Child, Error> {
-    if ret < 0 {
-        return Err(Error::sys("clone3", errno));
-    }
-    Ok(Child::new(
-        Pid::from_raw(ret as libc::pid_t),
-        // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor that we now own.
-        args.flag_set().contains(Flags::PIDFD).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) }),
-    ))
+/// The child a successful call made: its pid and, with `CLONE_PIDFD`, the descriptor the
+/// kernel stored in `pidfd`, which is ours from now on.
+pub(crate) fn child_of(args: &CloneArgs, pid: Pid, pidfd: libc::c_int) -> Child {
+    // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor that nothing else owns.
+    let pidfd =
+        args.flag_set().contains(Flags::PIDFD).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+    Child::new(pid, pidfd)
 }
 
-/// Flags a fork-like child must not have: sharing memory, handlers or thread identity, or
-/// having the kernel write a tid or take a thread pointer at addresses we were handed.
-pub(crate) const REFUSED: Flags = Flags(
-    Flags::THREAD.0
-        | Flags::VFORK.0
-        | Flags::SIGHAND.0
-        | Flags::VM.0
-        | Flags::SETTLS.0
-        | Flags::PARENT_SETTID.0
-        | Flags::CHILD_CLEARTID.0
-        | Flags::CHILD_SETTID.0,
-);
+/// What `syscall(SYS_clone3, ..)` returned, as the child's pid or the errno of a failure.
+pub(crate) fn pid_or_errno(ret: libc::c_long) -> Result<libc::pid_t, Errno> {
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(ret as libc::pid_t)
+    }
+}
 
 /// `clone3` like `fork`: runs `child` in the new process, which then ends with its return
 /// value (see the crate's rule for child code); returns the child in the parent.
 ///
 /// Safe for the same reason as [`fork_child`](crate::process::fork_child): it checks that this
-/// process has one thread, and refuses a stack and the flags that share memory or handlers
-/// or write through pointers (`VM`, `SIGHAND`, `THREAD`, `VFORK`, `SETTLS`, the TID flags).
+/// process has one thread, and refuses a stack and [`Flags::SHARED_OR_WRITTEN`], the flags
+/// that share memory or handlers or write through pointers.
 pub fn clone3_child(args: &CloneArgs, child: impl FnOnce() -> i32) -> Result<Child, Error> {
-    let refused = Flags(args.flag_set().0 & REFUSED.0);
+    let refused = args.flag_set().and(Flags::SHARED_OR_WRITTEN);
     if refused != Flags::NONE || args.raw.stack != 0 {
         return Err(Error::Failed(format!(
             "clone3_child refuses {refused} and a stack: use clone3_child_on_stack or \
@@ -308,22 +195,21 @@ pub unsafe fn clone3_child_unchecked(
     args: &CloneArgs,
     child: impl FnOnce() -> i32,
 ) -> Result<Child, Error> {
-    flush_stdout();
     let mut pidfd: libc::c_int = -1;
     let mut filled = args.fill(&mut pidfd);
-    let rseq = if args.flag_set().contains(Flags::VM) { None } else { RseqPause::start() };
-    // SAFETY: filled is a clone_args of the size passed, with pointers (pidfd, set_tid) alive
-    // for the call. Without a stack the child returns here on a copy of our stack, as after
-    // fork, and goes no further than end_child_with.
-    let ret = unsafe {
-        libc::syscall(libc::SYS_clone3, &mut filled as *mut libc::clone_args, CloneArgs::SIZE)
-    };
-    if ret == 0 {
-        end_child_with(child);
-    }
-    let errno = Errno::last();
-    drop(rseq);
-    started(args, ret, errno, pidfd)
+    let pid = create("clone3", args.flag_set().contains(Flags::VM), || {
+        // SAFETY: filled is a clone_args of the size passed, with pointers (pidfd, set_tid)
+        // alive for the call. Without a stack the child returns here on a copy of our stack,
+        // as after fork, and goes no further than end_child_with.
+        let ret = unsafe {
+            libc::syscall(libc::SYS_clone3, &mut filled as *mut libc::clone_args, CloneArgs::SIZE)
+        };
+        if ret == 0 {
+            end_child_with(child);
+        }
+        pid_or_errno(ret)
+    })?;
+    Ok(child_of(args, pid, pidfd))
 }
 
 /// `clone3` with a stack of the child's own: the child starts in `child()` on `stack` and
@@ -348,18 +234,22 @@ pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
     stack: StackArea,
     child: &mut F,
 ) -> Result<Child, Error> {
-    flush_stdout();
     let mut pidfd: libc::c_int = -1;
-    // A CLONE_VM child starts without rseq anyway (the kernel drops the registration).
-    let rseq = if args.flag_set().contains(Flags::VM) { None } else { RseqPause::start() };
-    // SAFETY: the trampoline never returns in the child (it ends in _exit), and `child` is
-    // alive for the child (see # Safety); the rest is the caller's.
-    let ret = unsafe {
-        let arg = child as *mut F as *mut libc::c_void;
-        clone3_on_stack(args, stack, &mut pidfd, child_trampoline::<F>, arg)
-    };
-    drop(rseq);
-    started(args, ret, Errno::from_raw((-ret) as i32), pidfd)
+    let pid = create("clone3", args.flag_set().contains(Flags::VM), || {
+        // SAFETY: the trampoline never returns in the child (it ends in _exit), and `child` is
+        // alive for the child (see # Safety); the rest is the caller's.
+        let ret = unsafe {
+            let arg = child as *mut F as *mut libc::c_void;
+            clone3_on_stack(args, stack, &mut pidfd, child_trampoline::<F>, arg)
+        };
+        // This call reports a failure as -errno, not through errno.
+        if ret < 0 {
+            Err(Errno::from_raw(-ret as i32))
+        } else {
+            Ok(ret as libc::pid_t)
+        }
+    })?;
+    Ok(child_of(args, pid, pidfd))
 }
 
 /// The `clone3` system call with `args` on `stack`, the child starting in `entry(arg)`:
@@ -493,17 +383,5 @@ mod tests {
         assert_eq!(filled.flags, 0x2_0000_0000);
         assert_eq!(filled.cgroup, dir.as_raw_fd() as u64);
         assert_eq!(filled.pidfd, 0);
-    }
-
-    #[test]
-    fn flags_print_their_c_names() {
-        assert_eq!(Flags::ALL.len(), 31);
-        assert_eq!(
-            (Flags::PIDFD | Flags::INTO_CGROUP).to_string(),
-            "CLONE_PIDFD | CLONE_INTO_CGROUP"
-        );
-        assert_eq!(Flags(0x40_0000_0000).to_string(), "0x4000000000");
-        assert_eq!(Flags::NONE.to_string(), "0x0");
-        assert_eq!(Flags::from(nix::sched::CloneFlags::CLONE_NEWPID), Flags::NEWPID);
     }
 }

@@ -6,8 +6,9 @@
 
 use nix::errno::Errno;
 
-use crate::clone3::{started, CloneArgs, Flags, REFUSED};
-use crate::process::{end_child_with, flush_stdout, require_single_thread, Ended};
+use crate::clone3::{child_of, pid_or_errno, CloneArgs};
+use crate::flags::Flags;
+use crate::process::{create, end_child_with, reap, require_single_thread, Ended};
 use crate::Error;
 
 /// `struct clone_args` followed by as many words again: what a newer program passes to an
@@ -74,18 +75,18 @@ impl<'a> CloneArgs<'a> {
 /// combination, valid or not, goes to the kernel.
 pub fn try_clone3(probe: &Probe) -> Result<Result<Ended, Errno>, Error> {
     let args = &probe.args;
-    let mut unsafe_flags = REFUSED.0 & !(Flags::THREAD.0 | Flags::SIGHAND.0 | Flags::VFORK.0);
+    // THREAD and SIGHAND the kernel refuses without VM, before anything runs: it may say so.
+    let mut unsafe_flags = Flags::SHARED_OR_WRITTEN.without(Flags::THREAD | Flags::SIGHAND);
     if probe.parent_tid_at_pidfd {
         // The kernel would write the tid into our own pidfd word: nothing else.
-        unsafe_flags &= !Flags::PARENT_SETTID.0;
+        unsafe_flags = unsafe_flags.without(Flags::PARENT_SETTID);
     }
     // A stack without a size the kernel refuses before anything runs on it.
     let runnable_stack = args.raw().stack != 0 && args.raw().stack_size != 0;
-    if args.flag_set().intersects(Flags(unsafe_flags)) || runnable_stack {
+    if args.flag_set().intersects(unsafe_flags) || runnable_stack {
         return Err(Error::Failed(format!("try_clone3 refuses {}", args.flag_set())));
     }
     require_single_thread("clone3")?;
-    flush_stdout();
     let mut pidfd: libc::c_int = -1;
     let mut filled = ArgsWithTail { args: args.fill(&mut pidfd), tail: probe.tail };
     if let Some(value) = probe.cgroup {
@@ -94,22 +95,24 @@ pub fn try_clone3(probe: &Probe) -> Result<Result<Ended, Errno>, Error> {
     if probe.parent_tid_at_pidfd {
         filled.args.parent_tid = filled.args.pidfd;
     }
-    // SAFETY: one thread (checked); no flag that shares memory or writes through a pointer but
-    // into our own pidfd word, no stack to run on: the child is a copy of us, which ends at once
-    // in end_child_with (VFORK only suspends us meanwhile). `filled` holds `size` bytes or
-    // more, unless the size is over a page, which the kernel refuses before it reads anything.
-    let ret =
-        unsafe { libc::syscall(libc::SYS_clone3, &mut filled as *mut ArgsWithTail, probe.size) };
-    if ret == 0 {
-        end_child_with(|| 0);
-    }
-    let errno = Errno::last();
-    if ret > 0 && probe.parent_tid_at_pidfd {
+    let created = create("clone3", false, || {
+        // SAFETY: one thread (checked); no flag that shares memory or writes through a pointer
+        // but into our own pidfd word, no stack to run on: the child is a copy of us, which
+        // ends at once in end_child_with (VFORK only suspends us meanwhile). `filled` holds
+        // `size` bytes or more, unless the size is over a page, which the kernel refuses
+        // before it reads anything.
+        let ret = unsafe {
+            libc::syscall(libc::SYS_clone3, &mut filled as *mut ArgsWithTail, probe.size)
+        };
+        if ret == 0 {
+            end_child_with(|| 0);
+        }
+        pid_or_errno(ret)
+    });
+    match created {
         // Accepted after all: the pidfd word holds the tid, not a descriptor of ours.
-        return Ok(Ok(crate::process::reap(nix::unistd::Pid::from_raw(ret as libc::pid_t))?));
-    }
-    match started(args, ret, errno, pidfd) {
-        Ok(mut child) => Ok(Ok(child.reap()?)),
+        Ok(pid) if probe.parent_tid_at_pidfd => Ok(Ok(reap(pid)?)),
+        Ok(pid) => Ok(Ok(child_of(args, pid, pidfd).reap()?)),
         Err(Error::Sys { errno, .. }) => Ok(Err(errno)),
         Err(e) => Err(e),
     }

@@ -31,31 +31,37 @@
 //!
 //! # The library, in reading order
 //! It holds the mechanisms the scenarios share, named for what they ask of the kernel. The
-//! six core scenarios and the `clone3` pair need only the first five modules, listed from the
-//! bottom up: each uses only modules listed before it.
+//! six core scenarios and the `clone3` pair need only the first seven modules, listed from
+//! the bottom up: each uses only modules listed before it.
 //! 1. [`sync`]: the parent/child handshake with signals blocked before `clone`.
-//! 2. [`memory`]: memory that is paid for when touched, so a child pays before its move; the
+//! 2. [`flags`]: every `CLONE_*` flag, 64 bits wide, and the one list of those that make a
+//!    child share with its parent ([`Flags::SHARED_OR_WRITTEN`](flags::Flags::SHARED_OR_WRITTEN)).
+//! 3. [`memory`]: memory that is paid for when touched, so a child pays before its move; the
 //!    [`ChildStack`](memory::ChildStack) a `clone` child runs on.
-//! 3. [`process`]: start a child ([`fork_child`](process::fork_child),
-//!    [`clone_child`](process::clone_child), [`vfork_child`](process::vfork_child)); each way
-//!    (the `clone3` ones too) returns a [`Child`](process::Child), which waits, bounded, for a
-//!    signal from it, for a while, or for its [`Outcome`](process::Outcome), by pid or by
-//!    pidfd, and is killed and reaped if it is dropped first; [`child_say!`] for its output.
-//! 4. [`cgroup`]: one cgroup v2 directory: refuse where it cannot work, create, enable a
+//! 4. [`procfs`]: what `/proc/PID` tells of a process: its state, its parent, its cgroup.
+//! 5. [`process`]: start a child ([`fork_child`](process::fork_child),
+//!    [`clone_child`](process::clone_child), [`vfork_child`](process::vfork_child)), all
+//!    through one door that `clone3` uses too; each way returns a
+//!    [`Child`](process::Child), which waits, bounded, for a signal from it, for a while, or
+//!    for its [`Outcome`](process::Outcome), by pid or by pidfd, and is killed and reaped if
+//!    it is dropped first; why glibc's [`rseq`](process::rseq) area is paused while a child
+//!    is created; [`child_say!`] for a child's output.
+//! 6. [`cgroup`]: one cgroup v2 directory: refuse where it cannot work, create, enable a
 //!    controller, write a limit, move a process in, read the kernel's counters, remove.
-//! 5. [`clone3`]: the `clone3` system call: `CLONE_INTO_CGROUP`, `CLONE_PIDFD`, `set_tid`.
+//! 7. [`clone3`]: the `clone3` system call: `CLONE_INTO_CGROUP`, `CLONE_PIDFD`, `set_tid`.
 //!
 //! The lessons around them add six, each a set of system calls that needs `unsafe`:
-//! 6. [`spawn`]: process creation prepared in advance, so that a child only makes system calls.
-//! 7. [`attributes`]: dispositions, nice, I/O priority, semaphore undo: what fork and exec keep.
-//! 8. `thread` (x86-64 and aarch64, glibc): a thread built by hand, touching no thread-local.
-//! 9. [`clone3_probe`]: `clone3` with its arguments as given, to show what the kernel checks.
-//! 10. [`wait_raw`]: `waitpid`'s raw status word and `waitid`'s `si_code` and `si_status`.
-//! 11. [`fork_exit`]: a fork that does not flush first, C's `printf`, `atexit`.
+//! 8. [`spawn`]: process creation prepared in advance, so that a child only makes system calls.
+//! 9. [`attributes`]: dispositions, nice, I/O priority, semaphore undo: what fork and exec keep.
+//! 10. `thread` (x86-64 and aarch64, glibc): a thread built by hand, touching no thread-local.
+//! 11. [`clone3_probe`]: `clone3` with its arguments as given, to show what the kernel checks.
+//! 12. [`wait_raw`]: `waitpid`'s raw status word and `waitid`'s `si_code` and `si_status`.
+//! 13. [`fork_exit`]: a fork that does not flush first, C's `printf`, `atexit`.
 //!
-//! And one that is not a mechanism at all, and uses only [`sync`], [`process`] and
-//! [`cgroup`]: [`cli`], the command line every binary shares (options, `--help`, exit
-//! statuses, the summary line each run ends with). A reader of a story can skip it.
+//! And one that is not a mechanism at all: [`cli`], the command line every binary shares
+//! (options, `--help`, exit statuses, what a memory scenario claims, the summary line each
+//! run ends with), which uses [`sync`], [`memory`], [`process`] and [`cgroup`]. A reader of a
+//! story can skip it.
 //!
 //! # The rule for code in a child
 //! From its creation to its end, a child runs only what is safe in a signal handler: system
@@ -103,6 +109,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod clone3;
 pub mod clone3_probe;
+pub mod flags;
 pub mod fork_exit;
 pub mod memory;
 pub mod process;
@@ -136,6 +143,9 @@ pub enum Error {
     },
     /// Something did not behave as the scenario expects.
     Failed(String),
+    /// Something the kernel or the system gave back is not what it must be. A static text:
+    /// building one allocates nothing, so child code may return it.
+    Unexpected(&'static str),
     /// SIGINT, SIGTERM or SIGHUP arrived; the child was killed and everything cleaned up.
     Interrupted(Signal),
 }
@@ -167,6 +177,7 @@ impl fmt::Display for Error {
             }
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Failed(what) => write!(f, "{what}"),
+            Error::Unexpected(what) => write!(f, "{what}"),
             Error::Interrupted(signal) => {
                 write!(f, "interrupted by {}; nothing was left behind", signal.as_str())
             }

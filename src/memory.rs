@@ -103,7 +103,9 @@ impl Reservation {
         let window_len = page + capacity + guard_len + stack_len;
         if stack_len > 0 && window_len > PAGE_TABLE_SPAN {
             // See largest_buffer_beside_stack. A static context: nothing here allocates.
-            return Err(Error::sys("reserve a buffer and a stack in one 2 MiB span", Errno::E2BIG));
+            return Err(Error::Unexpected(
+                "a buffer and a stack that do not fit in one page table's 2 MiB span",
+            ));
         }
         let mapping_len = window_len + PAGE_TABLE_SPAN;
         // MAP_NORESERVE: this is a reservation of addresses, not a promise of memory.

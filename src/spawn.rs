@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 
 use crate::clone3::{clone3_child_on_stack, CloneArgs};
 use crate::memory::ChildStack;
-use crate::process::{clone_child_unchecked, end_child_with, require_single_thread};
+use crate::process::{clone_child_unchecked, fork_child, require_single_thread};
 use crate::Error;
 
 /// How a [`Spawner`] creates its children.
@@ -97,24 +97,18 @@ impl Spawner {
     pub fn spawn_and_reap(&mut self) -> Result<(), Error> {
         // The child only execs or ends, with data prepared before, through end_child_with.
         let mut child = child_body(&self.exec, self.execs);
-        let pid = match self.how {
-            // SAFETY: this process is single-threaded (checked in new), so the child is whole.
-            How::Fork => match unsafe { libc::fork() } {
-                -1 => return Err(Error::sys("fork", Errno::last())),
-                0 => end_child_with(&mut child),
-                pid => Pid::from_raw(pid),
-            },
+        let mut started = match self.how {
+            How::Fork => fork_child(child)?,
             // SAFETY: single-threaded, and flags with CLONE_VM include CLONE_VFORK (both
             // checked in new): we are suspended until the child has exited or exec'd, so the
             // closure and the stack outlive its use of them.
             How::Clone(flags) => unsafe {
                 clone_child_unchecked(&mut child, &mut self.stack, flags, Signal::SIGCHLD)?
-            }
-            .into_pid(),
+            },
             How::Clone3(flags) => {
                 let args = CloneArgs::new(Signal::SIGCHLD).flags(flags);
                 // SAFETY: as for clone, just above.
-                unsafe { clone3_child_on_stack(&args, self.stack.area(), &mut child)? }.into_pid()
+                unsafe { clone3_child_on_stack(&args, self.stack.area(), &mut child)? }
             }
             How::PosixSpawn => {
                 let mut pid: libc::pid_t = 0;
@@ -134,10 +128,12 @@ impl Spawner {
                 if r != 0 {
                     return Err(Error::sys("posix_spawn", Errno::from_raw(r)));
                 }
-                Pid::from_raw(pid)
+                return waitpid(Pid::from_raw(pid), None)
+                    .map(drop)
+                    .map_err(|e| Error::sys("waitpid", e));
             }
         };
-        waitpid(pid, None).map(drop).map_err(|e| Error::sys("waitpid", e))
+        started.reap().map(drop)
     }
 }
 

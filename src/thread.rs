@@ -18,7 +18,8 @@ use nix::errno::Errno;
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::unistd::Pid;
 
-use crate::clone3::{CloneArgs, Flags};
+use crate::clone3::CloneArgs;
+use crate::flags::Flags;
 use crate::memory::{ChildStack, StackArea};
 use crate::process::thread_pointer;
 use crate::Error;

@@ -47,7 +47,7 @@ const CHILDREN: usize = 10;
 fn forkbomb() -> i32 {
     for _ in 0..4000 {
         // Given up at once: the kill ends them, and we, their subreaper, reap them.
-        if fork_child(await_go).map(Child::into_pid).is_err() {
+        if fork_child(await_go).map(Child::release).is_err() {
             return 1;
         }
     }
@@ -178,7 +178,7 @@ fn kill_a_forkbomb() -> Result<(Vec<String>, usize, bool, usize, usize), Error> 
     let procs = cgroup.processes()?.len();
     cgroup.write("cgroup.kill", "1")?;
     let emptied = until_event(&cgroup, "populated", 0, Duration::from_secs(5))?;
-    let _ = forker.into_pid(); // reaped here, with its children
+    forker.release(); // reaped below, with its children
     let (reaped, killed) = reap_all()?;
     if let Some(path) = cgroup.remove()? {
         notes.push(format!("removed {}", path.display()));

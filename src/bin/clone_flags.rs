@@ -505,7 +505,7 @@ fn parent_row() -> Result<Seen, Error> {
             let Ok(grandchild) = clone3_child(&args, || 0) else {
                 return 3;
             };
-            match waitpid(grandchild.into_pid(), Some(WaitPidFlag::__WALL)) {
+            match waitpid(grandchild.release(), Some(WaitPidFlag::__WALL)) {
                 Ok(_) => 0,
                 Err(Errno::ECHILD) => 1,
                 Err(_) => 2,
@@ -755,8 +755,8 @@ fn autoreap_row() -> Result<Seen, Error> {
             Err(Error::Sys { errno, .. }) => format!("{errno:?}"),
             Err(e) => return Err(e),
         };
-        // Reaped, or by the kernel: nothing left to kill.
-        let _ = child.into_pid();
+        // Reaped by us, or by the kernel: nothing left to kill.
+        child.release();
         Ok(Ok(seen))
     })
 }
@@ -772,8 +772,8 @@ fn autokill_row() -> Result<Seen, Error> {
         };
         let pid = child.pid();
         // Giving the child up closes its pidfd. It is reaped by the kernel when it ends, so
-        // its /proc entry tells whether it runs; it waits 10 s for a SIGUSR1 otherwise.
-        let _ = child.into_pid();
+        // its /proc entry tells whether it runs; it waits for a SIGUSR1 otherwise.
+        child.release();
         let entry = format!("/proc/{pid}");
         let deadline = Instant::now() + Duration::from_secs(1);
         while Path::new(&entry).exists() && Instant::now() < deadline {

@@ -74,8 +74,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     // 2. __WCLONE: clone children only. It reaps this one.
     let wclone = wait_word(pid, WaitPidFlag::__WCLONE);
     println!("parent[{me}]: 2. waitpid(pid, __WCLONE): {wclone}");
-    // Reaped by hand above: no longer ours to reap.
-    let _ = child.into_pid();
+    child.reaped_by_hand();
 
     // 3. __WALL: every child, whatever its exit signal.
     let mut child =
@@ -83,8 +82,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let pid = ended(&watch, &mut child, Signal::SIGUSR1)?;
     let wall = wait_word(pid, WaitPidFlag::__WALL);
     println!("parent[{me}]: 3. another clone child {pid}; waitpid(pid, __WALL): {wall}");
-    // Reaped by hand above: no longer ours to reap.
-    let _ = child.into_pid();
+    child.reaped_by_hand();
 
     // 4. An ordinary child (fork: SIGCHLD) is not a clone child: __WCLONE does not see it.
     let mut child = fork_child(|| 0)?;
@@ -95,8 +93,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         "parent[{me}]: 4. ordinary child {pid}; waitpid(pid, __WCLONE): {wclone_ordinary}; \
          waitpid(pid, 0): {plain_ordinary}"
     );
-    // Reaped by hand above: no longer ours to reap.
-    let _ = child.into_pid();
+    child.reaped_by_hand();
 
     // 5. A child of this (main) thread, and a second thread that waits for it: with
     //    __WNOTHREAD it may not; without, it may, and reaps it.
@@ -109,8 +106,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         });
         thread.join().unwrap_or_else(|_| ("panicked".into(), "panicked".into()))
     });
-    // Reaped by hand above: no longer ours to reap.
-    let _ = child.into_pid();
+    child.reaped_by_hand();
     println!(
         "parent[{me}]: 5. a second thread, for the main thread's child {pid}: \
          waitpid(pid, __WNOTHREAD): {wnothread}; waitpid(pid, 0): {sibling}"

@@ -37,7 +37,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     // 1. fork(): from here on two processes run this program. fork_child runs the closure in
     //    the child only, ends the child with its value, and returns the child here: this
-    //    lesson keeps only its pid (`into_pid`), to wait for it by hand.
+    //    lesson takes its pid and waits for it by hand (`release`: the library will not).
     println!("parent[{me}]: 1. calling fork()");
     let child = fork_child(|| {
         // 2. The child: a copy of the parent, with a pid of its own; its parent is us.
@@ -46,7 +46,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         child_say!("child[{}]: 3. exiting with status {CHILD_STATUS}", getpid());
         CHILD_STATUS
     })?
-    .into_pid();
+    .release();
     // 2. The parent's side of the same fork(): the child's pid.
     println!("parent[{me}]: 2. fork() returned {child} to the parent");
 

@@ -97,7 +97,7 @@ fn dump_core(dir: &Path) -> Result<(ChildInfo, i32, usize), Error> {
     })?;
     let (info, _, status) =
         look_then_take(child.pid(), WaitPidFlag::WEXITED, WaitPidFlag::empty())?;
-    let _ = child.into_pid(); // reaped just now
+    child.reaped_by_hand();
     Ok((info, status, std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)))
 }
 
@@ -151,7 +151,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let child = fork_child(|| 3)?;
     let pid = child.pid();
     let (info, state, status) = look_then_take(pid, exited, wexited)?;
-    let _ = child.into_pid(); // reaped just now
+    child.reaped_by_hand();
     println!(
         "parent[{me}]: 1. exit 3: waitid: {} {} (state {state}); waitpid: {status:#06x}: {}",
         info.code_name(),
@@ -165,7 +165,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let pid = child.pid();
     send(pid, Signal::SIGTERM)?;
     let (info, state, status) = look_then_take(pid, exited, wexited)?;
-    let _ = child.into_pid();
+    child.reaped_by_hand();
     println!(
         "parent[{me}]: 2. SIGTERM: waitid: {} {} (state {state}); waitpid: {status:#06x}: {}",
         info.code_name(),
@@ -225,7 +225,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     );
     send(pid, Signal::SIGUSR1)?;
     let (_, end) = waitpid_raw(pid, wexited).map_err(|e| Error::sys("waitpid", e))?;
-    let _ = child.into_pid();
+    child.reaped_by_hand();
     println!("parent[{me}]:    then SIGUSR1, and it exits: waitpid: {end:#06x}: {}", decoded(end));
     watch.stop_if_interrupted()?;
 
@@ -239,7 +239,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         let child = fork_child(|| 0)?;
         let pid = child.pid();
         let result = waitpid_raw(pid, wexited);
-        let _ = child.into_pid(); // reaped by the kernel, or just now
+        child.release(); // reaped by the kernel, or just now
         set_sigchld(false, false)?;
         let said = match result {
             Err(errno) => format!("{errno:?}: the kernel reaped it"),

@@ -63,7 +63,7 @@ fn orphan() -> Result<(Pid, Option<Pid>, Option<Pid>), Error> {
             let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
             await_go()
         };
-        let Ok(grandchild) = fork_child(orphan).map(Child::into_pid) else {
+        let Ok(grandchild) = fork_child(orphan).map(Child::release) else {
             return 1;
         };
         let _ = write(&to_us, &grandchild.as_raw().to_ne_bytes());
