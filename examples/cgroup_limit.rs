@@ -15,7 +15,7 @@ fn main() -> Result<(), clone_cgroup::Error> {
     let watch = SignalWatch::install()?;
     // Refuses, before writing anything, where this machine cannot do it (no root, no cgroup
     // v2 memory controller), and says why.
-    let (cgroup, notes) = cgroup::prepare("memory", None, None)?;
+    let (cgroup, notes) = cgroup::prepare("example", "memory", None, None)?;
     for note in notes {
         println!("{note}");
     }

@@ -441,7 +441,8 @@ main() {
             [ "$build" = 0 ] || build_static bins
             make_initramfs "$run" "${rest[*]}"'
 echo "@@exec-status $?"'
-            boot_with_retry "$log" 3 "$work/initramfs-$run-$arch.cpio.gz" || exit 1
+            # loglevel 4, as for the demo: the kernel's own OOM line is an error (KERN_ERR).
+            boot_with_retry "$log" 4 "$work/initramfs-$run-$arch.cpio.gz" || exit 1
             grep -q '^@@exec-status 0$' "$log" || exit 1
             ;;
     esac

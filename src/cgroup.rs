@@ -16,8 +16,9 @@ use nix::unistd::Pid;
 
 use crate::Error;
 
-/// Where this program's own cgroups are created, unless `--parent` says otherwise, and the
-/// prefix that marks them as ours: `clone-cgroup-<pid>-<n>`.
+/// The prefix that marks a cgroup as one of this program's: `clone-cgroup-<pid>-<role>`, the
+/// pid of the run that made it, and what the cgroup is for in its story (`memory-max`,
+/// `zombies`, `forkbomb`).
 pub const NAME_PREFIX: &str = "clone-cgroup-";
 
 /// The cgroup2 filesystem this process sees.
@@ -262,14 +263,19 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// Creates a new cgroup with a fresh name `clone-cgroup-<our pid>-<n>` under `parent`.
+    /// Creates a new cgroup named `clone-cgroup-<our pid>-<role>` under `parent` (with `-2`,
+    /// `-3`, ... after it where that name is taken).
     ///
     /// `mkdir` fails with EEXIST rather than reuse a directory, so an existing cgroup (someone
-    /// else's, or a stale one of ours) is never adopted: the next `n` is tried instead.
-    pub fn create_unique(parent: &Path) -> Result<Cgroup, Error> {
+    /// else's, or a stale one of ours) is never adopted: the next name is tried instead.
+    pub fn create_unique(parent: &Path, role: &str) -> Result<Cgroup, Error> {
         let pid = std::process::id();
-        for n in 0..100 {
-            let path = parent.join(format!("{NAME_PREFIX}{pid}-{n}"));
+        for n in 1..100 {
+            let name = match n {
+                1 => format!("{NAME_PREFIX}{pid}-{role}"),
+                n => format!("{NAME_PREFIX}{pid}-{role}-{n}"),
+            };
+            let path = parent.join(name);
             match fs::create_dir(&path) {
                 Ok(()) => return Ok(Cgroup { path, owned: true }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -282,7 +288,7 @@ impl Cgroup {
             }
         }
         Err(Error::cannot_run(format!(
-            "100 cgroups named {NAME_PREFIX}{pid}-* already exist under {}",
+            "99 cgroups named {NAME_PREFIX}{pid}-{role}* already exist under {}",
             parent.display()
         )))
     }
@@ -379,11 +385,8 @@ impl Cgroup {
             .filter(|(_, value)| *value != 0)
             .map(|(key, value)| format!("{key} {value}"))
             .collect();
-        Ok(format!(
-            "memory.current {}; memory.stat: {}",
-            self.read("memory.current")?.trim(),
-            stat.join(", ")
-        ))
+        let stat = if stat.is_empty() { "every counter 0".to_string() } else { stat.join(", ") };
+        Ok(format!("memory.current {}; memory.stat: {stat}", self.read("memory.current")?.trim()))
     }
 
     /// The cgroup's directory opened with `O_PATH | O_DIRECTORY | O_CLOEXEC`, as `clone3`'s
@@ -570,9 +573,11 @@ fn remove_stale(parent: &Path) -> Vec<String> {
 /// Checks that this machine can run a scenario that needs `controller`, refusing before any
 /// write, and returns its cgroup with notes on what was done (for the story to print as its
 /// step 1): `existing` if given (checked to be an empty cgroup v2 directory; kept at the end),
-/// otherwise a new one under `parent` (default: the cgroup2 mount's root), after removing what
-/// killed runs left there and enabling the controller there if needed.
+/// otherwise a new one named for its `role` under `parent` (default: the cgroup2 mount's
+/// root), after removing what killed runs left there and enabling the controller there if
+/// needed.
 pub fn prepare(
+    role: &str,
     controller: &str,
     parent: Option<&Path>,
     existing: Option<&Path>,
@@ -616,7 +621,7 @@ pub fn prepare(
                     parent.join("cgroup.subtree_control").display()
                 ));
             }
-            let cgroup = Cgroup::create_unique(&parent)?;
+            let cgroup = Cgroup::create_unique(&parent, role)?;
             notes.push(format!("created cgroup {}", cgroup.path().display()));
             cgroup
         }
@@ -640,8 +645,11 @@ pub fn prepare(
 /// Whether a directory name is one this program creates, and the pid it was made by.
 pub fn own_name_pid(name: &OsStr) -> Option<Pid> {
     let rest = name.to_str()?.strip_prefix(NAME_PREFIX)?;
-    let (pid, n) = rest.split_once('-')?;
-    n.parse::<u32>().ok()?;
+    let (pid, role) = rest.split_once('-')?;
+    let role_word = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    if role.is_empty() || !role.chars().all(role_word) {
+        return None;
+    }
     pid.parse().ok().map(Pid::from_raw)
 }
 
@@ -693,11 +701,14 @@ mod tests {
     fn unique_names_never_reuse_an_existing_directory() {
         let dir = std::env::temp_dir().join(format!("clone-cgroup-unique-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let taken = dir.join(format!("{NAME_PREFIX}{}-0", std::process::id()));
+        let taken = dir.join(format!("{NAME_PREFIX}{}-zombies", std::process::id()));
         fs::create_dir(&taken).unwrap();
         fs::write(taken.join("marker"), "someone else's").unwrap();
-        let fresh = Cgroup::create_unique(&dir).unwrap();
-        assert_eq!(fresh.path(), dir.join(format!("{NAME_PREFIX}{}-1", std::process::id())));
+        let fresh = Cgroup::create_unique(&dir, "zombies").unwrap();
+        assert_eq!(
+            fresh.path(),
+            dir.join(format!("{NAME_PREFIX}{}-zombies-2", std::process::id()))
+        );
         fresh.remove().unwrap();
         assert!(taken.join("marker").exists(), "the existing directory was touched");
         fs::remove_dir_all(&dir).unwrap();
@@ -732,7 +743,10 @@ mod tests {
     #[test]
     fn recognises_own_cgroup_names() {
         assert_eq!(own_name_pid(OsStr::new("clone-cgroup-812-0")), Some(Pid::from_raw(812)));
+        let role = OsStr::new("clone-cgroup-812-killed-once-2");
+        assert_eq!(own_name_pid(role), Some(Pid::from_raw(812)));
         assert_eq!(own_name_pid(OsStr::new("clone-cgroup-812")), None);
+        assert_eq!(own_name_pid(OsStr::new("clone-cgroup-812-Other")), None);
         assert_eq!(own_name_pid(OsStr::new("foo")), None);
     }
 

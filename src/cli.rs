@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cgroup::{MemoryEvents, MemoryEvidence};
+use crate::cgroup::{self, Cgroup, MemoryEvents, MemoryEvidence};
 use crate::process::Outcome;
 use crate::sync;
 use crate::Error;
@@ -401,6 +401,36 @@ impl MemoryOptions {
     }
 }
 
+/// The cgroup of a memory scenario's run, ready for its child (see
+/// [`MemoryOptions::limited_cgroup`]).
+pub struct LimitedCgroup {
+    /// The cgroup: created under `--parent` (or given by `--cgroup`), its limit set.
+    pub cgroup: Cgroup,
+    /// What was done to get it, for the story to print as its step 1: stale cgroups removed,
+    /// the controller enabled, the cgroup created, and the limits as the files hold them now.
+    pub notes: Vec<String>,
+    /// Its `memory.events` before the child: a reused cgroup (`--cgroup`) counts on across
+    /// runs, so a run reports what changed.
+    pub events_before: MemoryEvents,
+}
+
+impl MemoryOptions {
+    /// The cgroup of a memory scenario: [`cgroup::prepare`] refuses where the scenario cannot
+    /// run and creates it (or takes `--cgroup`), then `memory.max` is set to `--limit`, with
+    /// no swap ([`Cgroup::limit_memory`]).
+    pub fn limited_cgroup(&self) -> Result<LimitedCgroup, Error> {
+        let (cgroup, mut notes) = cgroup::prepare(
+            "memory-max",
+            "memory",
+            self.parent.as_deref(),
+            self.cgroup.as_deref(),
+        )?;
+        notes.push(cgroup.limit_memory(self.limit)?);
+        let events_before = cgroup.memory_events()?;
+        Ok(LimitedCgroup { cgroup, notes, events_before })
+    }
+}
+
 /// What a memory scenario claims will happen to its child, and whether a run bore it out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Claim {
@@ -439,28 +469,49 @@ impl Claim {
         }
     }
 
-    /// The summary of a memory scenario's run: its verdict (the claim held, and `also_held`,
-    /// the placement's own condition) and the fields every memory scenario reports. When the
-    /// claim did not hold it says so, with what the cgroup still held at the end.
+    /// What the claim expects, in the words of a NOT AS CLAIMED line.
+    fn expectation(&self) -> &'static str {
+        match self {
+            Claim::Survives => "the child to exit 0",
+            Claim::KilledByKernel => {
+                "the OOM killer to end the child (SIGKILL, oom_kill 1 or more)"
+            }
+        }
+    }
+
+    /// The summary of a memory scenario's run, with the fields every memory scenario reports.
+    /// Its verdict: the claim held ([`holds`](Self::holds)), and the placement did what the
+    /// lesson needs of it; `placement_failed` says why not, where it did not (a lost bet, a
+    /// "done" signal that never came). A run that did not go as claimed says so first, in
+    /// words: what was expected and what happened, or why the run does not show the lesson.
     pub fn summary(
         &self,
         scenario: &str,
         options: &MemoryOptions,
         evidence: &MemoryEvidence,
-        also_held: bool,
+        placement_failed: Option<&str>,
     ) -> Summary {
         let outcome = evidence.ended.outcome;
-        let holds = self.holds(outcome, evidence.events) && also_held;
-        if !holds {
-            let me = nix::unistd::getpid();
-            let expected = self.token();
+        let me = nix::unistd::getpid();
+        let ended_as_claimed = self.holds(outcome, evidence.events);
+        if !ended_as_claimed {
             let oom_kill = evidence.events.oom_kill;
-            println!("parent[{me}]: NOT AS CLAIMED: expected {expected}, the child {outcome} (oom_kill {oom_kill})");
+            println!(
+                "parent[{me}]: NOT AS CLAIMED: expected {}; the child {outcome} (memory.events \
+                 oom_kill {oom_kill})",
+                self.expectation()
+            );
             println!(
                 "parent[{me}]:    still charged after the child's end: {}",
                 evidence.still_charged
             );
+        } else if let Some(why) = placement_failed {
+            println!(
+                "parent[{me}]: NOT AS CLAIMED: the child {outcome}, as claimed, but this run does \
+                 not show the lesson: {why}"
+            );
         }
+        let holds = ended_as_claimed && placement_failed.is_none();
         Summary::new(scenario, Verdict::of(holds))
             .field("claim", self.token())
             .field("outcome", outcome.token())

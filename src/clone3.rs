@@ -174,12 +174,11 @@ pub(crate) fn pid_or_errno(ret: libc::c_long) -> Result<libc::pid_t, Errno> {
 /// process has one thread, and refuses a stack and [`Flags::SHARED_OR_WRITTEN`], the flags
 /// that share memory or handlers or write through pointers.
 pub fn clone3_child(args: &CloneArgs, child: impl FnOnce() -> i32) -> Result<Child, Error> {
-    let refused = args.flag_set().and(Flags::SHARED_OR_WRITTEN);
-    if refused != Flags::NONE || args.raw.stack != 0 {
-        return Err(Error::Failed(format!(
-            "clone3_child refuses {refused} and a stack: use clone3_child_on_stack or \
-             clone3_child_unchecked"
-        )));
+    if args.flag_set().intersects(Flags::SHARED_OR_WRITTEN) || args.raw.stack != 0 {
+        return Err(Error::Unexpected(
+            "clone3_child refuses a stack and the flags of Flags::SHARED_OR_WRITTEN: use \
+             clone3_child_on_stack or clone3_child_unchecked",
+        ));
     }
     require_single_thread("clone3")?;
     // SAFETY: no sharing flags and a single thread, as checked above.

@@ -247,6 +247,10 @@ pub const STACK_WARM_UP: usize = 64 << 10;
 /// touches the first [`STACK_WARM_UP`] bytes before the move, and the rest leaves room.
 pub const MOVED_CHILD_STACK_SIZE: usize = 256 << 10;
 
+/// The exit status of a memory lesson's child whose own part failed (it could not reserve its
+/// buffer, or was never told to go on; it says why): BSD's `EX_SOFTWARE`.
+pub const CHILD_SETUP_FAILED: i32 = 70;
+
 /// What a memory scenario's child does first, before its move: everything that costs memory.
 /// It writes [`STACK_WARM_UP`] bytes of stack below the caller (so that the stack pages used
 /// later are its own already), reserves `bytes` of buffer and builds its page tables. Only

@@ -58,9 +58,9 @@ fn every_change_of_state_reaches_the_waiting_parent_as_the_kernel_encodes_it() {
     assert_eq!(run.code, 0, "{run}");
     let summary = run.summary();
     assert_eq!(summary.verdict, Verdict::AsClaimed, "{run}");
-    // waitpid's raw words, as the kernel wrote them: exit 3, SIGTERM, SIGSTOP, SIGCONT.
+    // waitpid's raw words, as the kernel wrote them: exit 77, SIGTERM, SIGSTOP, SIGCONT.
     for (key, word) in
-        [("exited", "0x0300"), ("killed", "0x000f"), ("stopped", "0x137f"), ("continued", "0xffff")]
+        [("exited", "0x4d00"), ("killed", "0x000f"), ("stopped", "0x137f"), ("continued", "0xffff")]
     {
         assert_eq!(summary.get(key), Some(word), "{key}: {run}");
     }
@@ -69,7 +69,11 @@ fn every_change_of_state_reaches_the_waiting_parent_as_the_kernel_encodes_it() {
     let dumps_here = !pattern.starts_with('|') && !pattern.starts_with('/');
     let dumped = if dumps_here { "0x0083" } else { "not-shown" };
     assert_eq!(summary.get("dumped"), Some(dumped), "{run}");
-    for line in ["CLD_EXITED 3 (state Z)", "CLD_KILLED 15", "CLD_STOPPED 19 (state T)"] {
+    for line in [
+        "WNOWAIT): CLD_EXITED 77 (state Z",
+        "CLD_KILLED 15 (SIGTERM)",
+        "CLD_STOPPED 19 (SIGSTOP) (state T)",
+    ] {
         assert!(run.stdout.contains(line), "{line}: {run}");
     }
     assert_eq!(summary.get("sig_ign"), Some("ECHILD"), "{run}");
@@ -124,12 +128,23 @@ fn a_whole_cgroup_is_frozen_killed_and_oom_killed_at_once() {
         let reaped: usize = summary.get("forkbomb_reaped").unwrap().parse().unwrap();
         assert!(reaped >= 10, "{run}");
         assert_eq!(summary.get("forkbomb_killed"), Some(reaped.to_string().as_str()), "{run}");
+        // A child born into a cgroup killed once: it lives, or (the kernel bug of the stable
+        // lines between "cgroup: fix race between fork and cgroup.kill" and its fix) it is
+        // killed wherever its parent's cgroup and its own were killed a different number of
+        // times. Any other pattern is neither.
+        let born = summary.get("born_into_killed");
+        assert!(matches!(born, Some("lives" | "killed-where-counts-differ")), "{run}");
     } else {
         assert_eq!(summary.get("kill"), Some("not-offered"), "{run}");
+        assert_eq!(summary.get("born_into_killed"), Some("not-shown"), "{run}");
     }
-    // memory.events oom_kill: the hog alone, then the victim and every member of its group.
-    assert_eq!(summary.get("oom_group_0"), Some("1+0"), "{run}");
-    assert_eq!(summary.get("oom_group_1"), Some("4+2"), "{run}");
+    // memory.events oom_kill, as mm/oom_kill.c guarantees it: at least the hog alone, then at
+    // least the hog and each member of its group; the bystanders spared, then killed.
+    let counted = |key: &str| summary.get(key).and_then(|v| v.parse::<u64>().ok()).unwrap();
+    assert!(counted("oom_kill_alone") >= 1, "{run}");
+    assert_eq!(summary.get("bystanders_killed_alone"), Some("0"), "{run}");
+    assert!(counted("oom_kill_group") >= 3, "{run}");
+    assert_eq!(summary.get("bystanders_killed_group"), Some("2"), "{run}");
     // memory.events oom_group_kill, where the kernel counts it: no group kill, then one.
     let group_kills = if kernel_counts_oom_group_kill(&mount) { "0,1" } else { "not-counted" };
     assert_eq!(summary.get("oom_group_kill"), Some(group_kills), "{run}");

@@ -23,10 +23,10 @@ use clone_cgroup::child_say;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
 use clone_cgroup::process::{die_with_parent, fork_child, Child, Waited};
-use clone_cgroup::sync::{self, wait_signal, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
+use clone_cgroup::sync::{self, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
 use clone_cgroup::Error;
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::{getpid, Pid};
 
 const SCENARIO: Scenario = Scenario {
@@ -73,57 +73,70 @@ fn sleeper() -> Result<Child, Error> {
     let me = getpid();
     fork_child(move || {
         die_with_parent(me);
-        let _ = wait_signal(&SigSet::empty(), deadline);
-        0
+        sleep_until(deadline)
     })
+}
+
+/// How the manager's forks came to an end.
+enum ForksEnded {
+    /// The kernel refused one, with this errno.
+    Refused(Errno),
+    /// More children than the list has room for: the limit did not bind.
+    LimitDidNotBind,
+    /// The library would not fork (see the crate's rule: this process has threads).
+    NotForked,
 }
 
 /// The manager's side of the story (steps 2 and 4), under the rule for child code: it forks
 /// until the kernel refuses, tells `parent`, and when told tries once more. `children` was
 /// allocated by the parent; more children than it has room for would mean the limit did not
-/// bind, and the manager stops there rather than let a push allocate.
+/// bind, and the manager stops there rather than let a push allocate. It exits 0 if both
+/// refusals were EAGAIN.
 fn manager(parent: Pid, mut children: Vec<Child>, deadline: Instant) -> i32 {
     die_with_parent(parent);
     let me = getpid();
-    let fork_one = || {
-        fork_child(|| {
-            let _ = wait_signal(&SigSet::empty(), deadline);
-            0
-        })
-    };
-    let failure = loop {
+    let fork_one = || fork_child(|| sleep_until(deadline));
+    let ended = loop {
         match fork_one() {
             Ok(child) if children.len() < children.capacity() => {
                 let pid = child.pid();
                 children.push(child);
                 child_say!("manager[{me}]: 2. fork #{} -> {pid}", children.len());
             }
-            // More children than the list has room for: the limit did not bind. (Dropped,
-            // the child is killed and reaped.)
-            Ok(_) => break Errno::E2BIG,
-            Err(Error::Sys { errno, .. }) => break errno,
-            Err(_) => break Errno::UnknownErrno,
+            // Dropped, the child is killed and reaped.
+            Ok(_) => break ForksEnded::LimitDidNotBind,
+            Err(Error::Sys { errno, .. }) => break ForksEnded::Refused(errno),
+            Err(_) => break ForksEnded::NotForked,
         }
     };
-    child_say!("manager[{me}]: 2. fork #{} failed: {failure:?}", children.len() + 1);
+    let n = children.len() + 1;
+    match ended {
+        ForksEnded::Refused(errno) => child_say!("manager[{me}]: 2. fork #{n} failed: {errno:?}"),
+        ForksEnded::LimitDidNotBind => {
+            child_say!("manager[{me}]: 2. fork #{n} succeeded: the limit did not bind")
+        }
+        ForksEnded::NotForked => child_say!("manager[{me}]: 2. fork_child refused fork #{n}"),
+    }
     let _ = sync::send(parent, CHILD_TO_PARENT);
     // 4. Told again after the move: with the count above the limit, one more try.
-    let mut go = SigSet::empty();
-    go.add(PARENT_TO_CHILD);
-    let _ = wait_signal(&go, deadline);
-    let again = match fork_one() {
+    sync::wait_for(PARENT_TO_CHILD, deadline.saturating_duration_since(Instant::now()));
+    let again = fork_one();
+    let refused_again = matches!(again, Err(Error::Sys { errno: Errno::EAGAIN, .. }));
+    let said = match again {
         Ok(_) => "a child",
-        Err(Error::Sys { errno: Errno::EAGAIN, .. }) => "EAGAIN",
+        Err(_) if refused_again => "EAGAIN",
         Err(_) => "another error",
     };
-    child_say!("manager[{me}]: 4. with the count above the limit, fork: {again}");
+    child_say!("manager[{me}]: 4. with the count above the limit, fork: {said}");
     // Each Child dropped is killed and reaped; clear() keeps the buffer, so nothing is freed.
     children.clear();
-    if failure == Errno::EAGAIN && again == "EAGAIN" {
-        0
-    } else {
-        1
-    }
+    i32::from(!(matches!(ended, ForksEnded::Refused(Errno::EAGAIN)) && refused_again))
+}
+
+/// A child's whole life: sleep until `deadline`, unless killed first.
+fn sleep_until(deadline: Instant) -> i32 {
+    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+    0
 }
 
 /// Starts this program again with `--hold-threads` (a process of [`THREADS`] threads), moves
@@ -157,13 +170,13 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let watch = SignalWatch::install()?;
 
     // 1. The parent cgroup (pids.max = 2) and a child cgroup in it (pids.max = max).
-    let (parent, notes) = cgroup::prepare("pids", None, None)?;
+    let (parent, notes) = cgroup::prepare("pids-parent", "pids", None, None)?;
     for note in notes {
         println!("parent[{me}]: 1. {note}");
     }
     parent.write("pids.max", &PARENT_MAX.to_string())?;
     parent.write("cgroup.subtree_control", "+pids")?;
-    let (child_cgroup, _) = cgroup::prepare("pids", Some(parent.path()), None)?;
+    let (child_cgroup, _) = cgroup::prepare("pids-child", "pids", Some(parent.path()), None)?;
     println!(
         "parent[{me}]: 1. {} pids.max = {}; {} pids.max = {}",
         parent.path().display(),
@@ -236,7 +249,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     // 6. Threads count as tasks: this program, started again with --hold-threads, holds
     //    three threads; moved into a fresh cgroup, it is three tasks there.
-    let (fresh, _) = cgroup::prepare("pids", None, None)?;
+    let (fresh, _) = cgroup::prepare("threads", "pids", None, None)?;
     let threads = tasks_counted_for_a_threaded_process(&fresh)?;
     println!(
         "parent[{me}]: 6. a process of {THREADS} threads moved into {}: pids.current = {threads}",

@@ -20,10 +20,10 @@ use clone_cgroup::cli::{
 };
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
 use clone_cgroup::process::{die_with_parent, fork_child, Child, Outcome, Waited};
-use clone_cgroup::sync::{self, wait_signal, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
+use clone_cgroup::sync::{self, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
 use clone_cgroup::Error;
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::{getpid, Pid};
 
 const SCENARIO: Scenario = Scenario {
@@ -54,7 +54,7 @@ fn manager(parent: Pid, mut children: Vec<Child>, deadline: Instant) -> i32 {
     while failure.is_none() && children.len() < children.capacity() {
         let forked = fork_child(|| {
             die_with_parent(me);
-            let _ = wait_signal(&SigSet::empty(), deadline);
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
             0
         });
         match forked {
@@ -68,7 +68,10 @@ fn manager(parent: Pid, mut children: Vec<Child>, deadline: Instant) -> i32 {
                 );
             }
             Err(Error::Sys { errno, .. }) => failure = Some(errno),
-            Err(_) => failure = Some(Errno::UnknownErrno),
+            Err(other) => {
+                child_say!("manager[{me}]: 3. fork_child refused to fork: {other}");
+                return UNEXPECTED_FORK_ERROR;
+            }
         }
     }
     let Some(failure) = failure else {
@@ -82,9 +85,7 @@ fn manager(parent: Pid, mut children: Vec<Child>, deadline: Instant) -> i32 {
     );
     // 5. Hold everyone until the parent has counted, then end them.
     let _ = sync::send(parent, CHILD_TO_PARENT);
-    let mut go = SigSet::empty();
-    go.add(PARENT_TO_CHILD);
-    let _ = wait_signal(&go, deadline);
+    sync::wait_for(PARENT_TO_CHILD, deadline.saturating_duration_since(Instant::now()));
     child_say!("manager[{me}]: 5. told to go on: killing its {} children", children.len());
     let tasks = children.len() as i32 + 1;
     // Each Child dropped is killed and reaped; clear() keeps the buffer, so nothing is freed.
@@ -113,7 +114,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     // 1. A cgroup with the pids controller and pids.max = N.
     let watch = SignalWatch::install()?;
-    let (cgroup, notes) = cgroup::prepare("pids", parent.as_deref(), None)?;
+    let (cgroup, notes) = cgroup::prepare("pids-max", "pids", parent.as_deref(), None)?;
     for note in notes {
         println!("parent[{me}]: 1. {note}");
     }

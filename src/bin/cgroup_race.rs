@@ -289,10 +289,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     println!("cgroup_race: {runs} runs per row and child, memory.max = 4096");
     println!();
-    let header = ("placement", "delay", "small as claimed", "big as claimed", "clone to in cgroup");
     println!(
         "{:<28} {:>8}  {:>16}  {:>16}  {:>20}",
-        header.0, header.1, header.2, header.3, header.4
+        "placement", "delay", "small as claimed", "big as claimed", "clone to in cgroup"
     );
     let row = |placement: &str, delay: &str, small: &Tally, big: &Tally, time: String| {
         let (s, b) =

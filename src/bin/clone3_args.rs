@@ -417,8 +417,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     // 1. The stage: a cgroup of our own with the targets of the CLONE_INTO_CGROUP cases, a pid
     //    that has just been freed, and the largest pid.
-    let (base, notes) = cgroup::prepare("memory", None, None)?;
-    let (busy, more) = cgroup::prepare("memory", None, None)?;
+    let (base, notes) = cgroup::prepare("stage", "memory", None, None)?;
+    let (busy, more) = cgroup::prepare("busy", "memory", None, None)?;
     for note in notes.into_iter().chain(more) {
         println!("parent[{me}]: 1. {note}");
     }

@@ -16,9 +16,10 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clone_cgroup::cgroup;
 use clone_cgroup::child_say;
-use clone_cgroup::cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
+use clone_cgroup::cli::{
+    Claim, LimitedCgroup, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP,
+};
 use clone_cgroup::clone3::{clone3_child_on_stack, not_offered, CloneArgs, Flags};
 use clone_cgroup::memory::{self, pages_word, Reservation};
 use clone_cgroup::process::describe_status;
@@ -66,13 +67,10 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     // 1. Block SIGCHLD and the interruptions; refuse early if this machine cannot run the
     //    scenario; create the cgroup and set its limit.
     let watch = SignalWatch::install()?;
-    let (cgroup, notes) =
-        cgroup::prepare("memory", options.parent.as_deref(), options.cgroup.as_deref())?;
+    let LimitedCgroup { cgroup, notes, events_before } = options.limited_cgroup()?;
     for note in notes {
         println!("parent[{me}]: 1. {note}");
     }
-    println!("parent[{me}]: 1. {}", cgroup.limit_memory(options.limit)?);
-    let events_before = cgroup.memory_events()?;
     watch.stop_if_interrupted()?;
 
     // 2. Everything the child will use is prepared, and paid for, here: its stack (shared,
@@ -145,7 +143,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     }
     // Born there: no time outside the cgroup.
     Ok(claim
-        .summary(scenario, &options, &evidence, true)
+        .summary(scenario, &options, &evidence, None)
         .field("placement", "clone3")
         .field("clone_to_cgroup_us", 0))
 }

@@ -585,7 +585,7 @@ fn pidfd_row() -> Result<Seen, Error> {
 /// The row; what was done to the cgroup tree for it (created, enabled, removed) goes into
 /// `notes`.
 fn into_cgroup_row(notes: &mut Vec<String>) -> Result<Seen, Error> {
-    let (target, prepared) = match cgroup::prepare("pids", None, None) {
+    let (target, prepared) = match cgroup::prepare("into-cgroup", "pids", None, None) {
         Ok(prepared) => prepared,
         Err(Error::CannotRun(why)) => {
             let why = why.split(" (").next().unwrap_or_default();

@@ -71,14 +71,12 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     // 3. It is a task of this process, not a child: waitpid does not know it.
     let tasks_while_running = task_list()?;
-    let waited = match waitpid(tid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
-        Err(errno) => errno,
-        Ok(status) => {
-            println!("parent[{me}]: waitpid on the thread returned {status:?}");
-            Errno::UnknownErrno
-        }
+    let waited = waitpid(tid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG));
+    let waited_said = match waited {
+        Err(errno) => format!("{errno:?}"),
+        Ok(status) => format!("{status:?}"),
     };
-    println!("parent[{me}]: 3. /proc/self/task lists {tasks_while_running:?}; waitpid({tid}, __WALL): {waited}");
+    println!("parent[{me}]: 3. /proc/self/task lists {tasks_while_running:?}; waitpid({tid}, __WALL): {waited_said}");
 
     // 4. Join: release it, then sleep in futex(FUTEX_WAIT) on the tid word until the kernel
     //    zeroes the word and wakes the futex (CLONE_CHILD_CLEARTID), as pthread_join does.
@@ -125,7 +123,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         && tid != me
         && seen.thread_pointer != ours
         && tasks_while_running.contains(&tid.as_raw())
-        && waited == Errno::ECHILD
+        && waited == Err(Errno::ECHILD)
         && word_after == 0
         && !tasks_after.contains(&tid.as_raw())
         && !sigchld_sent
@@ -139,7 +137,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         .field("own_tid", yes_no(seen.tid == tid && tid != me))
         .field("parent_settid", yes_no(word_at_start == tid.as_raw()))
         .field("in_task_list", yes_no(tasks_while_running.contains(&tid.as_raw())))
-        .field("waitpid", format!("{waited:?}"))
+        .field("waitpid", waited_said)
         .field("tid_word_after", word_after)
         .field("sigchld", if sigchld_sent { "sent" } else { "none" })
         .field("settls_pointer", if seen.thread_pointer != ours { "own" } else { "ours" })

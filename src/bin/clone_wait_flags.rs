@@ -35,12 +35,34 @@ const SCENARIO: Scenario = Scenario {
 /// How long anything here may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `waitpid(pid, flags)` as a word for the table and the summary: the status, or the errno.
-fn wait_word(pid: Pid, flags: WaitPidFlag) -> String {
-    match waitpid(pid, Some(flags)) {
-        Ok(WaitStatus::Exited(_, code)) => format!("exited:{code}"),
-        Ok(other) => format!("{other:?}"),
-        Err(errno) => format!("{errno:?}"),
+/// What one `waitpid(pid, flags)` gave: the child's status, or the kernel's errno.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct WaitResult(Result<WaitStatus, Errno>);
+
+impl WaitResult {
+    fn waitpid(pid: Pid, flags: WaitPidFlag) -> WaitResult {
+        WaitResult(waitpid(pid, Some(flags)))
+    }
+
+    /// It reaped a child that exited 0.
+    fn reaped(&self) -> bool {
+        matches!(self.0, Ok(WaitStatus::Exited(_, 0)))
+    }
+
+    /// It found no such child: ECHILD.
+    fn no_child(&self) -> bool {
+        self.0 == Err(Errno::ECHILD)
+    }
+}
+
+/// As a word for the story and the summary: `exited:0`, or the errno.
+impl std::fmt::Display for WaitResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Ok(WaitStatus::Exited(_, code)) => write!(f, "exited:{code}"),
+            Ok(other) => write!(f, "{other:?}"),
+            Err(errno) => write!(f, "{errno:?}"),
+        }
     }
 }
 
@@ -68,11 +90,11 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let mut child =
         clone_child(&mut exit_at_once, &mut stack, CloneFlags::empty(), Signal::SIGUSR1)?;
     let pid = ended(&watch, &mut child, Signal::SIGUSR1)?;
-    let plain = wait_word(pid, WaitPidFlag::empty());
+    let plain = WaitResult::waitpid(pid, WaitPidFlag::empty());
     println!("parent[{me}]: 1. clone child {pid} (exit signal SIGUSR1) has ended; waitpid(pid, 0): {plain}");
 
     // 2. __WCLONE: clone children only. It reaps this one.
-    let wclone = wait_word(pid, WaitPidFlag::__WCLONE);
+    let wclone = WaitResult::waitpid(pid, WaitPidFlag::__WCLONE);
     println!("parent[{me}]: 2. waitpid(pid, __WCLONE): {wclone}");
     child.reaped_by_hand();
 
@@ -80,15 +102,15 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let mut child =
         clone_child(&mut exit_at_once, &mut stack, CloneFlags::empty(), Signal::SIGUSR1)?;
     let pid = ended(&watch, &mut child, Signal::SIGUSR1)?;
-    let wall = wait_word(pid, WaitPidFlag::__WALL);
+    let wall = WaitResult::waitpid(pid, WaitPidFlag::__WALL);
     println!("parent[{me}]: 3. another clone child {pid}; waitpid(pid, __WALL): {wall}");
     child.reaped_by_hand();
 
     // 4. An ordinary child (fork: SIGCHLD) is not a clone child: __WCLONE does not see it.
     let mut child = fork_child(|| 0)?;
     let pid = ended(&watch, &mut child, Signal::SIGCHLD)?;
-    let wclone_ordinary = wait_word(pid, WaitPidFlag::__WCLONE);
-    let plain_ordinary = wait_word(pid, WaitPidFlag::empty());
+    let wclone_ordinary = WaitResult::waitpid(pid, WaitPidFlag::__WCLONE);
+    let plain_ordinary = WaitResult::waitpid(pid, WaitPidFlag::empty());
     println!(
         "parent[{me}]: 4. ordinary child {pid}; waitpid(pid, __WCLONE): {wclone_ordinary}; \
          waitpid(pid, 0): {plain_ordinary}"
@@ -101,25 +123,24 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let pid = ended(&watch, &mut child, Signal::SIGCHLD)?;
     let (wnothread, sibling) = std::thread::scope(|scope| {
         let thread = scope.spawn(|| {
-            let wnothread = wait_word(pid, WaitPidFlag::__WNOTHREAD | WaitPidFlag::WNOHANG);
-            (wnothread, wait_word(pid, WaitPidFlag::empty()))
+            let not_its_own = WaitPidFlag::__WNOTHREAD | WaitPidFlag::WNOHANG;
+            (WaitResult::waitpid(pid, not_its_own), WaitResult::waitpid(pid, WaitPidFlag::empty()))
         });
-        thread.join().unwrap_or_else(|_| ("panicked".into(), "panicked".into()))
-    });
+        thread.join().map_err(|_| Error::Failed("the second thread panicked".into()))
+    })?;
     child.reaped_by_hand();
     println!(
         "parent[{me}]: 5. a second thread, for the main thread's child {pid}: \
          waitpid(pid, __WNOTHREAD): {wnothread}; waitpid(pid, 0): {sibling}"
     );
 
-    let echild = format!("{:?}", Errno::ECHILD);
-    let holds = plain == echild
-        && wclone == "exited:0"
-        && wall == "exited:0"
-        && wclone_ordinary == echild
-        && plain_ordinary == "exited:0"
-        && wnothread == echild
-        && sibling == "exited:0";
+    let holds = plain.no_child()
+        && wclone.reaped()
+        && wall.reaped()
+        && wclone_ordinary.no_child()
+        && plain_ordinary.reaped()
+        && wnothread.no_child()
+        && sibling.reaped();
     if !holds {
         println!("parent[{me}]: NOT AS CLAIMED: waitpid(2) describes another result");
     }

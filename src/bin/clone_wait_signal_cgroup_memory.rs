@@ -19,10 +19,13 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clone_cgroup::cgroup;
 use clone_cgroup::child_say;
-use clone_cgroup::cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
-use clone_cgroup::memory::{self, pages_word, ChildStack, MOVED_CHILD_STACK_SIZE};
+use clone_cgroup::cli::{
+    Claim, LimitedCgroup, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP,
+};
+use clone_cgroup::memory::{
+    self, pages_word, ChildStack, CHILD_SETUP_FAILED, MOVED_CHILD_STACK_SIZE,
+};
 use clone_cgroup::process::{clone_child, describe_status, die_with_parent, Waited};
 use clone_cgroup::sync::{self, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
 use clone_cgroup::Error;
@@ -37,10 +40,6 @@ pub const SCENARIO: Scenario = Scenario {
             into a cgroup with memory.max=4096; it writes 3000 bytes and signals that it is done.",
     options: MEMORY_OPTIONS_HELP,
 };
-
-/// The exit status of a child whose own setup failed, or that was never told to go (it says
-/// why): BSD's EX_SOFTWARE.
-const CHILD_SETUP_FAILED: i32 = 70;
 
 // `pub`, like SCENARIO: clone_wait_signal_cgroup_memory_fail holds this file as its module `story`.
 pub fn main() -> ExitCode {
@@ -96,20 +95,17 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     println!(
         "parent[{me}]: 1. SIGUSR1, SIGUSR2 and SIGCHLD are blocked; the child inherits the mask"
     );
-    let (cgroup, notes) =
-        cgroup::prepare("memory", options.parent.as_deref(), options.cgroup.as_deref())?;
+    let LimitedCgroup { cgroup, notes, events_before } = options.limited_cgroup()?;
     for note in notes {
         println!("parent[{me}]: 1. {note}");
     }
-    println!("parent[{me}]: 1. {}", cgroup.limit_memory(options.limit)?);
-    let events_before = cgroup.memory_events()?;
     watch.stop_if_interrupted()?;
 
     // 2. Clone an ordinary child, with a copy of our memory and our blocked mask.
     let mut stack = ChildStack::new(MOVED_CHILD_STACK_SIZE)?;
     let mut body = || child_side(me, alloc as usize, timeout);
+    let before_clone = Instant::now();
     let mut child = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
-    let cloned = Instant::now();
     let pid = child.pid();
     println!("parent[{me}]: 2. clone() returned child {pid}");
 
@@ -141,10 +137,13 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     let mut in_cgroup = None;
     if still_waiting {
         cgroup.add_process(pid)?;
-        in_cgroup = Some(cloned.elapsed());
+        let done_after = before_clone.elapsed();
+        in_cgroup = Some(done_after);
         println!(
-            "parent[{me}]: 4. moved it into {}; cgroup.procs lists {:?}; SIGUSR1 to {pid}",
+            "parent[{me}]: 4. moved it into {}, {} ms after clone; cgroup.procs lists {:?}; \
+             SIGUSR1 to {pid}",
             cgroup.path().display(),
+            done_after.as_millis(),
             cgroup.processes()?
         );
         sync::send(pid, PARENT_TO_CHILD)?;
@@ -177,9 +176,11 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     if let Some(path) = cgroup.remove()? {
         println!("parent[{me}]: 9. removed {}", path.display());
     }
-    let done_held = done || claim == Claim::KilledByKernel;
+    // The big child never gets as far as its "done".
+    let placement_failed = (!done && claim == Claim::Survives)
+        .then_some("the child's \"done\" signal never came: it did not finish its writes");
     Ok(claim
-        .summary(scenario, &options, &evidence, done_held)
+        .summary(scenario, &options, &evidence, placement_failed)
         .field("placement", "signal")
         .field("clone_to_cgroup_us", in_cgroup.map_or("none".into(), |d| d.as_micros().to_string()))
         .field("done_signal", done))

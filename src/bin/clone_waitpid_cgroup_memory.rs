@@ -22,10 +22,14 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clone_cgroup::cgroup::{self, MemoryEvidence};
+use clone_cgroup::cgroup::MemoryEvidence;
 use clone_cgroup::child_say;
-use clone_cgroup::cli::{Claim, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP};
-use clone_cgroup::memory::{self, pages_word, ChildStack, MOVED_CHILD_STACK_SIZE};
+use clone_cgroup::cli::{
+    Claim, LimitedCgroup, MemoryOptions, Scenario, Summary, MEMORY_OPTIONS_HELP,
+};
+use clone_cgroup::memory::{
+    self, pages_word, ChildStack, CHILD_SETUP_FAILED, MOVED_CHILD_STACK_SIZE,
+};
 use clone_cgroup::process::{clone_child, describe_status, die_with_parent};
 use clone_cgroup::procfs;
 use clone_cgroup::sync::SignalWatch;
@@ -44,29 +48,50 @@ pub const SCENARIO: Scenario = Scenario {
 /// How long the child sleeps after its warm-up unless `--delay` says otherwise.
 const DEFAULT_DELAY: Duration = Duration::from_millis(200);
 
-/// The exit status of a child whose own setup failed (it says why): BSD's EX_SOFTWARE.
-const CHILD_SETUP_FAILED: i32 = 70;
-
 // `pub`, like SCENARIO: clone_waitpid_cgroup_memory_fail holds this file as its module `story`.
 pub fn main() -> ExitCode {
     SCENARIO.main(|args| run(SCENARIO.name, Claim::Survives, args))
 }
 
-/// The delayed move as the parent made it: what it saw just before, and when it was done.
+/// The delayed move as the parent made it.
 struct Move {
-    /// The child's state letter just before the write to `cgroup.procs`.
+    /// The child's state letter just before the write to `cgroup.procs`: `S` if it was asleep,
+    /// parked in its delay.
     state: String,
     /// From just before `clone` to the return of the write to `cgroup.procs`: the child's
-    /// sleep cannot end before `delay` after the same instant.
+    /// sleep cannot end before `delay` after the same instant. The summary's
+    /// `clone_to_cgroup_us` is this span.
     done_after: Duration,
+    /// Whether `cgroup.procs` listed the child after the write. A process that has begun to
+    /// exit is neither moved nor listed (kernel/cgroup/cgroup.c: cgroup_migrate_add_task skips
+    /// a PF_EXITING task, and the iterator of cgroup.procs a dying leader).
+    took_hold: bool,
 }
 
-/// Whether the bet was won, and the words that say why. The kernel's evidence decides where
-/// it has any; the clock only where it has none; a disagreement between the two is said.
-fn judge_bet(moved: &Move, delay: Duration, evidence: &MemoryEvidence) -> (bool, String) {
+/// The delayed placement's bet on timing, judged once the child has ended.
+struct Bet {
+    won: bool,
+    /// Why, in the words of step 8.
+    why: String,
+}
+
+/// Judges the bet: the move must have come while the child was parked, after its warm-up and
+/// before its writes. The kernel's evidence decides where it has any; the clock only where it
+/// has none; a disagreement between the two is said.
+fn judge_bet(moved: Option<&Move>, delay: Duration, evidence: &MemoryEvidence) -> Bet {
+    let lost = |why: &str| Bet { won: false, why: why.to_string() };
+    let Some(moved) = moved else {
+        return lost("the child ended before it could be moved: it was never limited");
+    };
+    if !moved.took_hold {
+        return lost("the child had begun to exit when it was moved: it was never limited");
+    }
     let (state, ms, delay_ms) = (&moved.state, moved.done_after.as_millis(), delay.as_millis());
     if state != "S" {
-        return (false, format!("the child was in state {state}, not asleep, when it was moved"));
+        return lost(&format!(
+            "the child was not asleep but in state {state} when it was moved: the move came \
+             before it parked, so its warm-up may have been charged in the cgroup"
+        ));
     }
     let in_time = moved.done_after < delay;
     let clock = if in_time {
@@ -92,11 +117,12 @@ fn judge_bet(moved: &Move, delay: Duration, evidence: &MemoryEvidence) -> (bool,
                 format!("charged nothing in the cgroup ({seen}): the writes came first")
             };
             let seen = if won { format!(" ({seen})") } else { String::new() };
-            (won, format!("{clock}, {joint} the kernel {what}{seen}"))
+            Bet { won, why: format!("{clock}, {joint} the kernel {what}{seen}") }
         }
-        None => {
-            (in_time, format!("{clock} (judged by the clock: this kernel keeps no memory.peak)"))
-        }
+        None => Bet {
+            won: in_time,
+            why: format!("{clock} (judged by the clock: this kernel keeps no memory.peak)"),
+        },
     }
 }
 
@@ -139,13 +165,10 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     //    even during setup, is ours to handle. Refuse early if this machine cannot run the
     //    scenario; create the cgroup and set its limit.
     let watch = SignalWatch::install()?;
-    let (cgroup, notes) =
-        cgroup::prepare("memory", options.parent.as_deref(), options.cgroup.as_deref())?;
+    let LimitedCgroup { cgroup, notes, events_before } = options.limited_cgroup()?;
     for note in notes {
         println!("parent[{me}]: 1. {note}");
     }
-    println!("parent[{me}]: 1. {}", cgroup.limit_memory(options.limit)?);
-    let events_before = cgroup.memory_events()?;
     watch.stop_if_interrupted()?;
 
     // 2. Clone. No CLONE_* flags: an ordinary child with a copy of our memory. Its sleep
@@ -154,27 +177,35 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     let mut body = || child_side(me, alloc as usize, delay);
     let before_clone = Instant::now();
     let mut child = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
-    let cloned = Instant::now();
     let pid = child.pid();
     println!("parent[{me}]: 2. clone() returned child {pid}");
 
     // 4. The bet on timing: after half the child's delay it should be parked (S, sleeping).
     //    Write its pid to cgroup.procs: from now on its new pages are charged there.
-    let (mut moved, mut in_cgroup) = (None, None);
+    let mut moved = None;
     if child.still_running_after(&watch, delay / 2)? {
         let state = procfs::state_word(pid);
         cgroup.add_process(pid)?;
         let done_after = before_clone.elapsed();
-        in_cgroup = Some(cloned.elapsed());
-        println!(
-            "parent[{me}]: 4. moved child {pid} (state {state} at the move) into {}; \
-             cgroup.procs lists {:?}",
-            cgroup.path().display(),
-            cgroup.processes()?
-        );
-        moved = Some(Move { state, done_after });
+        let listed = cgroup.processes()?;
+        let took_hold = listed.contains(&pid);
+        let ms = done_after.as_millis();
+        if took_hold {
+            println!(
+                "parent[{me}]: 4. moved child {pid} (state {state} at the move) into {}, {ms} ms \
+                 after clone; cgroup.procs lists {listed:?}",
+                cgroup.path().display()
+            );
+        } else {
+            println!(
+                "parent[{me}]: 4. wrote child {pid} (state {state}) to cgroup.procs {ms} ms after \
+                 clone, but the cgroup does not list it: it had begun to exit, and an exiting \
+                 process is not moved"
+            );
+        }
+        moved = Some(Move { state, done_after, took_hold });
     } else {
-        println!("parent[{me}]: 4. child {pid} ended before it was moved");
+        println!("parent[{me}]: 4. child {pid} ended before it was moved: it was never limited");
     }
 
     // 7. Wait for the end, bounded; on the deadline or a Ctrl-C the child is killed and reaped.
@@ -189,22 +220,21 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     println!("parent[{me}]: 8. memory.peak: {}", evidence.peak_text());
     //    And what they say of the bet: won only if the move came after the warm-up and
     //    before the writes.
-    let (bet_won, why) = match &moved {
-        Some(moved) => judge_bet(moved, delay, &evidence),
-        None => (false, "the child ended before it was moved".to_string()),
-    };
-    let bet = if bet_won { "the delay won its bet" } else { "the delay lost its bet" };
-    println!("parent[{me}]: 8. {bet}: {why}");
+    let bet = judge_bet(moved.as_ref(), delay, &evidence);
+    let verb = if bet.won { "won" } else { "lost" };
+    println!("parent[{me}]: 8. the delay {verb} its bet: {}", bet.why);
 
     // 9. Remove the cgroup (if it is ours): it is empty now that the child is reaped.
     if let Some(path) = cgroup.remove()? {
         println!("parent[{me}]: 9. removed {}", path.display());
     }
+    let in_cgroup = moved.filter(|m| m.took_hold).map(|m| m.done_after.as_micros());
+    let placement_failed = (!bet.won).then_some("the delay lost its bet (step 8)");
     Ok(claim
-        .summary(scenario, &options, &evidence, bet_won)
+        .summary(scenario, &options, &evidence, placement_failed)
         .field("placement", "delayed")
-        .field("clone_to_cgroup_us", in_cgroup.map_or("none".into(), |d| d.as_micros().to_string()))
-        .field("bet", if bet_won { "won" } else { "lost" }))
+        .field("clone_to_cgroup_us", in_cgroup.map_or("none".into(), |us| us.to_string()))
+        .field("bet", verb))
 }
 
 #[cfg(test)]
@@ -225,8 +255,10 @@ mod tests {
     }
 
     fn judge(state: char, ms: u64, oom_kill: u64, peak: Option<u64>) -> (bool, String) {
-        let moved = Move { state: state.to_string(), done_after: Duration::from_millis(ms) };
-        judge_bet(&moved, Duration::from_millis(200), &evidence(oom_kill, peak))
+        let done_after = Duration::from_millis(ms);
+        let moved = Move { state: state.to_string(), done_after, took_hold: true };
+        let bet = judge_bet(Some(&moved), Duration::from_millis(200), &evidence(oom_kill, peak));
+        (bet.won, bet.why)
     }
 
     #[test]
@@ -254,6 +286,16 @@ mod tests {
         let (won, why) = judge('S', 240, 0, None);
         assert!(!won && why.contains("judged by the clock"), "{why}");
         let (won, why) = judge('R', 120, 0, Some(4096));
-        assert!(!won && why.contains("state R, not asleep"), "{why}");
+        assert!(!won && why.contains("not asleep but in state R"), "{why}");
+    }
+
+    #[test]
+    fn a_child_that_was_never_limited_loses_the_bet_and_says_so() {
+        let moved = Move { state: "R".into(), done_after: Duration::ZERO, took_hold: false };
+        let delay = Duration::from_millis(2);
+        let bet = judge_bet(Some(&moved), delay, &evidence(0, Some(0)));
+        assert!(!bet.won && bet.why.ends_with("it was never limited"), "{}", bet.why);
+        let bet = judge_bet(None, delay, &evidence(0, Some(0)));
+        assert!(!bet.won && bet.why.contains("ended before it could be moved"), "{}", bet.why);
     }
 }

@@ -71,17 +71,33 @@ impl Method {
         Method::PosixSpawn,
     ];
 
-    /// Its name in the table, how the library creates the child, and whether the child execs.
-    fn what(self) -> (&'static str, How, bool) {
+    /// Its name in the table.
+    fn name(self) -> &'static str {
         match self {
-            Method::Fork => ("fork", How::Fork, false),
-            Method::Vfork => ("vfork", How::Clone(VFORK_FLAGS), false),
-            Method::Clone => ("clone", How::Clone(TLPI_CLONE_FLAGS), false),
-            Method::Clone3 => ("clone3", How::Clone3(TLPI_CLONE_FLAGS), false),
-            Method::ForkExec => ("fork+exec", How::Fork, true),
-            Method::VforkExec => ("vfork+exec", How::Clone(VFORK_FLAGS), true),
-            Method::PosixSpawn => ("posix_spawn", How::PosixSpawn, true),
+            Method::Fork => "fork",
+            Method::Vfork => "vfork",
+            Method::Clone => "clone",
+            Method::Clone3 => "clone3",
+            Method::ForkExec => "fork+exec",
+            Method::VforkExec => "vfork+exec",
+            Method::PosixSpawn => "posix_spawn",
         }
+    }
+
+    /// How the library creates the child.
+    fn how(self) -> How {
+        match self {
+            Method::Fork | Method::ForkExec => How::Fork,
+            Method::Vfork | Method::VforkExec => How::Clone(VFORK_FLAGS),
+            Method::Clone => How::Clone(TLPI_CLONE_FLAGS),
+            Method::Clone3 => How::Clone3(TLPI_CLONE_FLAGS),
+            Method::PosixSpawn => How::PosixSpawn,
+        }
+    }
+
+    /// Whether the child execs the program (else it exits at once).
+    fn execs(self) -> bool {
+        matches!(self, Method::ForkExec | Method::VforkExec | Method::PosixSpawn)
     }
 }
 
@@ -149,8 +165,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         for method in Method::ALL {
             // Ctrl-C stays pending, blocked, until it is looked for: here and every 64 children.
             watch.stop_if_interrupted()?;
-            let (name, how, execs) = method.what();
-            let mut spawner = Spawner::new(how, execs, &program)?;
+            let name = method.name();
+            let mut spawner = Spawner::new(method.how(), method.execs(), &program)?;
             // A few first, so that page cache, allocator and CPU caches are warm.
             for _ in 0..count.min(20) {
                 spawner.spawn_and_reap()?;

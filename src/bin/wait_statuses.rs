@@ -3,15 +3,18 @@
 //!
 //! Usage: `cargo run --bin wait_statuses` (no root needed)
 //!
-//! Five children, each ending or changing in one way: an exit with status 3, a kill by
+//! Five children, each ending or changing in one way: an exit with status 77, a kill by
 //! SIGTERM, a core dump (SIGQUIT, with the child's own RLIMIT_CORE raised, in a directory of
 //! its own that is removed afterwards), a stop (SIGSTOP, seen with WUNTRACED) and a continue
-//! (SIGCONT, seen with WCONTINUED). For each, `waitid` with WNOWAIT looks first without
-//! reaping (the child stays a zombie, state Z), then `waitpid` takes the raw status and the
-//! `W*` macros decode it. Then SIGCHLD set to SIG_IGN, and SA_NOCLDWAIT: the kernel reaps the
-//! children itself and `waitpid` finds none (ECHILD). Where `core_pattern` sends cores
-//! elsewhere (to a program, or to a fixed directory), the dump is not made and the row says
-//! why. Expect `0x0300`, `0x000f`, `0x0083`, `0x137f`, `0xffff`, ECHILD twice, exit status 0.
+//! (SIGCONT, seen with WCONTINUED). For each, `waitid` with `WNOWAIT` looks first, which
+//! takes nothing (an ended child stays a zombie, state Z), then `waitpid` takes the change
+//! and its raw status word, which the `W*` macros decode. `si_status` is an exit status for
+//! CLD_EXITED and a signal number for the others: the signal is named beside its number, and
+//! the exit status is 77, a number no signal has. Then SIGCHLD set to SIG_IGN, and
+//! SA_NOCLDWAIT: the kernel reaps the children itself and `waitpid` finds none (ECHILD).
+//! Where `core_pattern` sends cores elsewhere (to a program, or to a fixed directory), the
+//! dump is not made and the row says why. Expect `0x4d00`, `0x000f`, `0x0083`, `0x137f`,
+//! `0xffff`, ECHILD twice, exit status 0.
 //! The lessons of The Linux Programming Interface's child_status.c, beside the kernel's words.
 
 use std::path::{Path, PathBuf};
@@ -47,15 +50,19 @@ fn waiting() -> i32 {
     await_go()
 }
 
-/// What the W* macros of waitpid(2) say of a raw status word.
+/// The status of the first child's exit: no signal has this number (Linux has 64), so it
+/// cannot be taken for a signal's in `si_status` or in the status word.
+const EXIT_STATUS: i32 = 77;
+
+/// What the W* macros of waitpid(2) say of a raw status word, signals by name.
 fn decoded(status: i32) -> String {
     if libc::WIFEXITED(status) {
         format!("WIFEXITED, WEXITSTATUS = {}", libc::WEXITSTATUS(status))
     } else if libc::WIFSIGNALED(status) {
-        let signal = libc::WTERMSIG(status);
+        let signal = signal_number(libc::WTERMSIG(status));
         format!("WIFSIGNALED, WTERMSIG = {signal}, WCOREDUMP = {}", libc::WCOREDUMP(status))
     } else if libc::WIFSTOPPED(status) {
-        format!("WIFSTOPPED, WSTOPSIG = {}", libc::WSTOPSIG(status))
+        format!("WIFSTOPPED, WSTOPSIG = {}", signal_number(libc::WSTOPSIG(status)))
     } else if libc::WIFCONTINUED(status) {
         "WIFCONTINUED".to_string()
     } else {
@@ -63,27 +70,64 @@ fn decoded(status: i32) -> String {
     }
 }
 
+/// A signal number with its name: `15 (SIGTERM)`.
+fn signal_number(number: i32) -> String {
+    match Signal::try_from(number) {
+        Ok(signal) => format!("{number} ({})", signal.as_str()),
+        Err(_) => number.to_string(),
+    }
+}
+
+/// One change of a child's state, as its parent learns it.
+struct Change {
+    /// What `waitid(..., WNOWAIT)` reported while only looking: `si_code` and `si_status`.
+    looked: ChildInfo,
+    /// The child's state in `/proc` meanwhile: `Z` for an ended child, a zombie, since the
+    /// look took nothing.
+    state: String,
+    /// `waitpid`'s raw status word, when it took the change.
+    word: i32,
+}
+
+impl Change {
+    /// Whether the kernel reported it with `si_code` `code` and the status word `word`.
+    fn is(&self, code: i32, word: i32) -> bool {
+        self.looked.code == code && self.word == word
+    }
+
+    /// `si_code` and `si_status`, the latter named as the signal it is for every code but
+    /// CLD_EXITED: `CLD_DUMPED 3 (SIGQUIT)`.
+    fn looked(&self) -> String {
+        let status = match self.looked.code {
+            libc::CLD_EXITED => self.looked.status.to_string(),
+            _ => signal_number(self.looked.status),
+        };
+        format!("{} {status}", self.looked.code_name())
+    }
+
+    /// The raw word and what the W* macros make of it: `0x4d00: WIFEXITED, WEXITSTATUS = 77`.
+    fn word(&self) -> String {
+        format!("{:#06x}: {}", self.word, decoded(self.word))
+    }
+}
+
 /// What `waitid` says of the child's change when it only looks (`flags | WNOWAIT`, which
-/// reaps nothing), the child's state in /proc in between, then what `waitpid` says when it
+/// takes nothing), the child's state in /proc in between, then what `waitpid` says when it
 /// takes the change (`take`): the raw status word.
-fn look_then_take(
-    pid: Pid,
-    flags: WaitPidFlag,
-    take: WaitPidFlag,
-) -> Result<(ChildInfo, String, i32), Error> {
-    let info = waitid_info(pid, flags | WaitPidFlag::WNOWAIT)
+fn look_then_take(pid: Pid, flags: WaitPidFlag, take: WaitPidFlag) -> Result<Change, Error> {
+    let looked = waitid_info(pid, flags | WaitPidFlag::WNOWAIT)
         .map_err(|e| Error::sys("waitid(WNOWAIT)", e))?
         .ok_or_else(|| Error::Failed(format!("waitid reported nothing of {pid}")))?;
     let state = procfs::state_word(pid);
-    let (_, status) = waitpid_raw(pid, take).map_err(|e| Error::sys("waitpid", e))?;
-    Ok((info, state, status))
+    let (_, word) = waitpid_raw(pid, take).map_err(|e| Error::sys("waitpid", e))?;
+    Ok(Change { looked, state, word })
 }
 
 /// A child that raises its own RLIMIT_CORE to the hard limit, moves into `dir` and sends
-/// itself SIGQUIT, whose default action dumps core there: what the waits say, and how many
-/// files `dir` holds then. SIGQUIT gets its default action back first: a shell starts a
-/// background job with it ignored, and an ignored disposition survives fork and exec.
-fn dump_core(dir: &Path) -> Result<(ChildInfo, i32, usize), Error> {
+/// itself SIGQUIT, whose default action dumps core there: what the waits say. SIGQUIT gets
+/// its default action back first: a shell starts a background job with it ignored, and an
+/// ignored disposition survives fork and exec.
+fn dump_core(dir: &Path) -> Result<Change, Error> {
     let child = fork_child(|| {
         let (_, hard) = getrlimit(Resource::RLIMIT_CORE).unwrap_or((0, 0));
         if setrlimit(Resource::RLIMIT_CORE, hard, hard).is_err()
@@ -95,10 +139,9 @@ fn dump_core(dir: &Path) -> Result<(ChildInfo, i32, usize), Error> {
         let _ = send(getpid(), Signal::SIGQUIT);
         1
     })?;
-    let (info, _, status) =
-        look_then_take(child.pid(), WaitPidFlag::WEXITED, WaitPidFlag::empty())?;
+    let change = look_then_take(child.pid(), WaitPidFlag::WEXITED, WaitPidFlag::empty())?;
     child.reaped_by_hand();
-    Ok((info, status, std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)))
+    Ok(change)
 }
 
 /// Where this machine's cores go, if a child of ours can dump one that we can remove: a
@@ -145,34 +188,31 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let watch = SignalWatch::install()?;
     // SIGCHLD at its default, whatever we were started with, until the end.
     let _put_back = set_sigchld(false, false).map(|()| SigchldPutBack)?;
-    let (exited, wexited) = (WaitPidFlag::WEXITED, WaitPidFlag::empty());
+    let (exited, no_flags) = (WaitPidFlag::WEXITED, WaitPidFlag::empty());
 
-    // 1. An exit: the child's _exit(3). Looked at first without reaping: a zombie (Z).
-    let child = fork_child(|| 3)?;
-    let pid = child.pid();
-    let (info, state, status) = look_then_take(pid, exited, wexited)?;
+    // 1. An exit: the child's _exit(77). Looked at first without taking it (WNOWAIT): a zombie.
+    let child = fork_child(|| EXIT_STATUS)?;
+    let exit = look_then_take(child.pid(), exited, no_flags)?;
     child.reaped_by_hand();
     println!(
-        "parent[{me}]: 1. exit 3: waitid: {} {} (state {state}); waitpid: {status:#06x}: {}",
-        info.code_name(),
-        info.status,
-        decoded(status)
+        "parent[{me}]: 1. exit {EXIT_STATUS}: waitid(WEXITED | WNOWAIT): {} (state {}: not \
+         taken yet); waitpid: {}",
+        exit.looked(),
+        exit.state,
+        exit.word()
     );
-    let exit = (info.code, status);
 
     // 2. A kill: SIGTERM from us, whose default action ends the child.
     let child = fork_child(waiting)?;
-    let pid = child.pid();
-    send(pid, Signal::SIGTERM)?;
-    let (info, state, status) = look_then_take(pid, exited, wexited)?;
+    send(child.pid(), Signal::SIGTERM)?;
+    let kill = look_then_take(child.pid(), exited, no_flags)?;
     child.reaped_by_hand();
     println!(
-        "parent[{me}]: 2. SIGTERM: waitid: {} {} (state {state}); waitpid: {status:#06x}: {}",
-        info.code_name(),
-        info.status,
-        decoded(status)
+        "parent[{me}]: 2. SIGTERM: waitid(WEXITED | WNOWAIT): {} (state {}); waitpid: {}",
+        kill.looked(),
+        kill.state,
+        kill.word()
     );
-    let kill = (info.code, status);
     watch.stop_if_interrupted()?;
 
     // 3. A core dump: SIGQUIT, whose default action dumps core, in a child that raised its own
@@ -182,15 +222,15 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             let dir = CoreDir(std::env::temp_dir().join(format!("clone-cgroup-core-{me}")));
             std::fs::create_dir(&dir.0)
                 .map_err(|e| Error::io(&format!("failed to create {}", dir.0.display()), e))?;
-            let (info, status, cores) = dump_core(&dir.0)?;
+            let dump = dump_core(&dir.0)?;
+            let cores = std::fs::read_dir(&dir.0).map(|d| d.count()).unwrap_or(0);
             println!(
-                "parent[{me}]: 3. SIGQUIT, RLIMIT_CORE raised: waitid: {} {}; waitpid: \
-                 {status:#06x}: {}; {cores} core file(s), removed",
-                info.code_name(),
-                info.status,
-                decoded(status)
+                "parent[{me}]: 3. SIGQUIT, RLIMIT_CORE raised: waitid(WEXITED | WNOWAIT): {}; \
+                 waitpid: {}; {cores} core file(s), removed",
+                dump.looked(),
+                dump.word()
             );
-            Some((info.code, status))
+            Some(dump)
         }
         Err(why) => {
             println!("parent[{me}]: 3. no core dump here: {why}");
@@ -202,29 +242,26 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let child = fork_child(waiting)?;
     let pid = child.pid();
     send(pid, Signal::SIGSTOP)?;
-    let (stop_info, state, stop_status) =
-        look_then_take(pid, WaitPidFlag::WSTOPPED, WaitPidFlag::WUNTRACED)?;
+    let stop = look_then_take(pid, WaitPidFlag::WSTOPPED, WaitPidFlag::WUNTRACED)?;
     println!(
-        "parent[{me}]: 4. SIGSTOP: waitid: {} {} (state {state}); waitpid(WUNTRACED): \
-         {stop_status:#06x}: {}",
-        stop_info.code_name(),
-        stop_info.status,
-        decoded(stop_status)
+        "parent[{me}]: 4. SIGSTOP: waitid(WSTOPPED | WNOWAIT): {} (state {}); \
+         waitpid(WUNTRACED): {}",
+        stop.looked(),
+        stop.state,
+        stop.word()
     );
 
     // 5. A continue: SIGCONT, reported only to a wait that asks (WCONTINUED). Then the child
     //    is told to end, and does.
     send(pid, Signal::SIGCONT)?;
-    let (cont_info, _, cont_status) =
-        look_then_take(pid, WaitPidFlag::WCONTINUED, WaitPidFlag::WCONTINUED)?;
+    let resumed = look_then_take(pid, WaitPidFlag::WCONTINUED, WaitPidFlag::WCONTINUED)?;
     println!(
-        "parent[{me}]: 5. SIGCONT: waitid: {} {}; waitpid(WCONTINUED): {cont_status:#06x}: {}",
-        cont_info.code_name(),
-        cont_info.status,
-        decoded(cont_status)
+        "parent[{me}]: 5. SIGCONT: waitid(WCONTINUED | WNOWAIT): {}; waitpid(WCONTINUED): {}",
+        resumed.looked(),
+        resumed.word()
     );
     send(pid, Signal::SIGUSR1)?;
-    let (_, end) = waitpid_raw(pid, wexited).map_err(|e| Error::sys("waitpid", e))?;
+    let (_, end) = waitpid_raw(pid, no_flags).map_err(|e| Error::sys("waitpid", e))?;
     child.reaped_by_hand();
     println!("parent[{me}]:    then SIGUSR1, and it exits: waitpid: {end:#06x}: {}", decoded(end));
     watch.stop_if_interrupted()?;
@@ -237,8 +274,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     {
         set_sigchld(ignored, no_child_wait)?;
         let child = fork_child(|| 0)?;
-        let pid = child.pid();
-        let result = waitpid_raw(pid, wexited);
+        let result = waitpid_raw(child.pid(), no_flags);
         child.release(); // reaped by the kernel, or just now
         set_sigchld(false, false)?;
         let said = match result {
@@ -249,21 +285,26 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         echild.push(result == Err(Errno::ECHILD));
     }
 
-    let mut holds = exit == (libc::CLD_EXITED, 0x0300) && kill == (libc::CLD_KILLED, 0x000f);
-    holds &= echild == [true, true];
-    holds &= dumped.map_or(true, |d| d == (libc::CLD_DUMPED, 0x0083));
-    holds &= (stop_info.code, stop_status) == (libc::CLD_STOPPED, 0x137f);
-    holds &= (cont_info.code, cont_status, end) == (libc::CLD_CONTINUED, 0xffff, 0);
+    // Judged against what the kernel encodes (waitpid(2), and <bits/waitstatus.h>'s layout:
+    // the exit status in the high byte, the signal in the low seven bits, 0x80 for a core,
+    // 0x7f for a stop, 0xffff for a continue).
+    let holds = exit.is(libc::CLD_EXITED, EXIT_STATUS << 8)
+        && kill.is(libc::CLD_KILLED, Signal::SIGTERM as i32)
+        && dumped.as_ref().map_or(true, |d| d.is(libc::CLD_DUMPED, 0x80 | Signal::SIGQUIT as i32))
+        && stop.is(libc::CLD_STOPPED, (Signal::SIGSTOP as i32) << 8 | 0x7f)
+        && resumed.is(libc::CLD_CONTINUED, 0xffff)
+        && end == 0
+        && echild == [true, true];
     if !holds {
         println!("parent[{me}]: NOT AS CLAIMED: a wait reported another status");
     }
     let hex = |status: i32| format!("{status:#06x}");
     Ok(Summary::new(SCENARIO.name, Verdict::of(holds))
-        .field("exited", hex(exit.1))
-        .field("killed", hex(kill.1))
-        .field("dumped", dumped.map_or("not-shown".into(), |d| hex(d.1)))
-        .field("stopped", hex(stop_status))
-        .field("continued", hex(cont_status))
+        .field("exited", hex(exit.word))
+        .field("killed", hex(kill.word))
+        .field("dumped", dumped.map_or("not-shown".into(), |d| hex(d.word)))
+        .field("stopped", hex(stop.word))
+        .field("continued", hex(resumed.word))
         .field("sig_ign", if echild[0] { "ECHILD" } else { "reaped" })
         .field("sa_nocldwait", if echild[1] { "ECHILD" } else { "reaped" }))
 }

@@ -22,13 +22,13 @@ use clone_cgroup::cgroup;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
 use clone_cgroup::process::{fork_child, Child};
-use clone_cgroup::procfs::{state_word, Stat};
+use clone_cgroup::procfs::{state_word, Stat, GONE};
 use clone_cgroup::sync::{await_go, send, SignalWatch};
 use clone_cgroup::Error;
 use nix::errno::Errno;
 use nix::sys::prctl::set_child_subreaper;
 use nix::sys::signal::Signal;
-use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpid, pipe, read, setpgid, write, Pid};
 
 const SCENARIO: Scenario = Scenario {
@@ -45,6 +45,21 @@ fn parent_of(pid: Pid) -> Option<Pid> {
     Stat::of(pid).map(|stat| stat.parent)
 }
 
+/// A grandchild whose parent has ended, as we saw it.
+struct Orphan {
+    pid: Pid,
+    /// Its parent while the middle child still ran: the middle child.
+    parent_before: Option<Pid>,
+    /// Its parent once the middle child had ended and been reaped: whoever adopted it.
+    adopted_by: Option<Pid>,
+}
+
+/// What a third clone3 into the full cgroup gave.
+enum ThirdChild {
+    Born { pid: Pid, status: WaitStatus },
+    Refused(Errno),
+}
+
 /// Waits until `pid` has ended, without reaping it (`waitid` with WNOWAIT).
 fn until_ended(pid: Pid) -> Result<(), Error> {
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
@@ -52,9 +67,9 @@ fn until_ended(pid: Pid) -> Result<(), Error> {
 }
 
 /// An orphan made for us: a middle child forks a grandchild that waits for SIGUSR1, tells us
-/// its pid through a pipe, and ends when told. Returns the grandchild's pid, its parent
-/// before the middle ended, and after (the middle reaped by us meanwhile).
-fn orphan() -> Result<(Pid, Option<Pid>, Option<Pid>), Error> {
+/// its pid through a pipe, and ends when told. Returns the grandchild with its parent before
+/// the middle ended, and after (the middle reaped by us meanwhile).
+fn orphan() -> Result<Orphan, Error> {
     let (from_middle, to_us) = pipe().map_err(|e| Error::sys("pipe", e))?;
     let mut middle = fork_child(|| {
         // Given up at once: its parent, this middle child, ends before it. In a process group
@@ -75,11 +90,11 @@ fn orphan() -> Result<(Pid, Option<Pid>, Option<Pid>), Error> {
         Ok(4) => {}
         other => return Err(Error::Failed(format!("no grandchild from the middle: {other:?}"))),
     }
-    let grandchild = Pid::from_raw(i32::from_ne_bytes(bytes));
-    let before = parent_of(grandchild);
+    let pid = Pid::from_raw(i32::from_ne_bytes(bytes));
+    let parent_before = parent_of(pid);
     send(middle.pid(), Signal::SIGUSR1)?;
     middle.reap()?;
-    Ok((grandchild, before, parent_of(grandchild)))
+    Ok(Orphan { pid, parent_before, adopted_by: parent_of(pid) })
 }
 
 fn run(args: &[String]) -> Result<Summary, Error> {
@@ -88,7 +103,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     // 1. A cgroup whose pids.max two processes fill.
     let watch = SignalWatch::install()?;
-    let (cgroup, notes) = cgroup::prepare("pids", None, None)?;
+    let (cgroup, notes) = cgroup::prepare("zombies", "pids", None, None)?;
     for note in notes {
         println!("parent[{me}]: 1. {note}");
     }
@@ -112,14 +127,23 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         zombies[1].pid()
     );
 
-    // 3. Zombies alone fill pids.max: a third child cannot be born there.
+    // 3. Zombies alone fill pids.max: a third child cannot be born there. The kernel gives a
+    //    new process its pid before the pids controller refuses it (alloc_pid comes before
+    //    cgroup_can_fork in copy_process), and hands pids out in turn: the refused one's
+    //    number is skipped by the next child.
     let third = match clone3_child(&args, || 0) {
-        Ok(mut child) => format!("child {} ({:?})", child.pid(), child.reap()?.status),
-        Err(Error::Sys { errno, .. }) => format!("{errno:?}"),
+        Ok(mut child) => ThirdChild::Born { pid: child.pid(), status: child.reap()?.status },
+        Err(Error::Sys { errno, .. }) => ThirdChild::Refused(errno),
         Err(e) => return Err(e),
     };
     let refused = cgroup.read_keyed("pids.events", "max")?.unwrap_or(0);
-    println!("parent[{me}]: 3. a third clone3 into it: {third}; pids.events max {refused}");
+    let third_said = match &third {
+        ThirdChild::Born { pid, status } => format!("child {pid} was born ({status:?})"),
+        ThirdChild::Refused(errno) => {
+            format!("{errno:?}, after it had been given a pid number that the next child skips")
+        }
+    };
+    println!("parent[{me}]: 3. a third clone3 into it: {third_said}; pids.events max {refused}");
 
     // 4. One wait releases one zombie: its pid is freed, the cgroup has room again.
     let released = zombies[0].pid();
@@ -139,36 +163,39 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     // 5. An orphan, with us as its subreaper: its new parent is us, and our wait reaps it.
     set_child_subreaper(true).map_err(|e| Error::sys("prctl(PR_SET_CHILD_SUBREAPER)", e))?;
-    let (grandchild, before, adopted) = orphan()?;
-    send(grandchild, Signal::SIGUSR1)?;
-    let reaped = waitpid(grandchild, None).map_err(|e| Error::sys("waitpid", e))?;
+    let ours = orphan()?;
+    send(ours.pid, Signal::SIGUSR1)?;
+    let reaped = waitpid(ours.pid, None).map_err(|e| Error::sys("waitpid", e))?;
+    let pid_or_gone = |pid: Option<Pid>| pid.map_or(GONE.to_string(), |p| p.to_string());
     println!(
-        "parent[{me}]: 5. subreaper: grandchild {grandchild}'s parent went {} -> {} when its \
-         parent ended; our waitpid: {reaped:?}",
-        before.map_or("?".into(), |p| p.to_string()),
-        adopted.map_or("?".into(), |p| p.to_string())
+        "parent[{me}]: 5. subreaper: grandchild {}'s parent went {} -> {} when its parent \
+         ended; our waitpid: {reaped:?}",
+        ours.pid,
+        pid_or_gone(ours.parent_before),
+        pid_or_gone(ours.adopted_by)
     );
 
     // 6. An orphan with no subreaper in between: init, or the nearest subreaper above us, is
     //    its new parent, and our wait finds no such child.
     set_child_subreaper(false).map_err(|e| Error::sys("prctl(PR_SET_CHILD_SUBREAPER)", e))?;
-    let (orphaned, _, taken_by) = orphan()?;
-    let comm = taken_by.map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")));
+    let theirs = orphan()?;
+    let comm = theirs.adopted_by.map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")));
     let comm = comm.and_then(Result::ok).unwrap_or_default();
-    send(orphaned, Signal::SIGUSR1)?;
-    let ours = waitpid(orphaned, None);
+    send(theirs.pid, Signal::SIGUSR1)?;
+    let our_wait = waitpid(theirs.pid, None);
     // Its new parent reaps it when it next waits: its /proc entry goes (given 5 s here).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while Stat::of(orphaned).is_some() && Instant::now() < deadline {
+    while Stat::of(theirs.pid).is_some() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
+    let our_wait_said = our_wait.map_or_else(|e| format!("{e:?}"), |s| format!("{s:?}"));
     println!(
-        "parent[{me}]: 6. no subreaper: grandchild {orphaned}'s new parent is {} ({}); our \
-         waitpid: {}; then it is {}",
-        taken_by.map_or("?".into(), |p| p.to_string()),
+        "parent[{me}]: 6. no subreaper: grandchild {}'s new parent is {} ({}); our waitpid: \
+         {our_wait_said}; then it is {}",
+        theirs.pid,
+        pid_or_gone(theirs.adopted_by),
         comm.trim(),
-        ours.map_or_else(|e| format!("{e:?}"), |s| format!("{s:?}")),
-        if Stat::of(orphaned).is_none() { "reaped by it" } else { "not yet reaped by it" }
+        if Stat::of(theirs.pid).is_none() { "reaped by it" } else { "not yet reaped by it" }
     );
 
     // 7. Remove the cgroup: everything it held has been reaped.
@@ -177,25 +204,29 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     }
     let holds = states == ["Z", "Z"]
         && filled == PIDS_MAX
-        && third == format!("{:?}", Errno::EAGAIN)
+        && matches!(third, ThirdChild::Refused(Errno::EAGAIN))
         && refused >= 1
         && after == PIDS_MAX - 1
-        && adopted == Some(me)
-        && before != Some(me)
-        && taken_by.is_some_and(|p| p != me)
-        && ours == Err(Errno::ECHILD);
+        && ours.adopted_by == Some(me)
+        && ours.parent_before != Some(me)
+        && theirs.adopted_by.is_some_and(|p| p != me)
+        && our_wait == Err(Errno::ECHILD);
     if !holds {
         println!("parent[{me}]: NOT AS CLAIMED: zombies or orphans did not behave as documented");
     }
+    let third_field = match third {
+        ThirdChild::Born { pid, .. } => format!("born:{pid}"),
+        ThirdChild::Refused(errno) => format!("{errno:?}"),
+    };
     Ok(Summary::new(SCENARIO.name, Verdict::of(holds))
         .field("zombie_states", states.join(","))
         .field("pids_current", filled)
-        .field("third_child", third)
+        .field("third_child", third_field)
         .field("events_max", refused)
         .field("after_one_wait", after)
-        .field("adopted_by_subreaper", adopted == Some(me))
-        .field("adopted_without", taken_by.map_or("none".into(), |p| p.to_string()))
-        .field("our_wait_without", ours.map_or_else(|e| format!("{e:?}"), |s| format!("{s:?}"))))
+        .field("adopted_by_subreaper", ours.adopted_by == Some(me))
+        .field("adopted_without", theirs.adopted_by.map_or("none".into(), |p| p.to_string()))
+        .field("our_wait_without", our_wait_said))
 }
 
 fn main() -> ExitCode {

@@ -138,11 +138,11 @@ pub fn clone_child<F: FnMut() -> i32>(
     flags: CloneFlags,
     exit_signal: Signal,
 ) -> Result<Child, Error> {
-    let refused = Flags::from(flags).and(Flags::SHARED_OR_WRITTEN);
-    if refused != Flags::NONE || !known_to_nix(flags) {
-        return Err(Error::Failed(format!(
-            "clone_child refuses {refused}: use vfork_child or clone_child_unchecked"
-        )));
+    if Flags::from(flags).intersects(Flags::SHARED_OR_WRITTEN) || !known_to_nix(flags) {
+        return Err(Error::Unexpected(
+            "clone_child refuses the flags of Flags::SHARED_OR_WRITTEN: use vfork_child or \
+             clone_child_unchecked",
+        ));
     }
     require_single_thread("clone")?;
     // SAFETY: no sharing flags and a single thread: the child owns a copy of everything.
@@ -163,9 +163,12 @@ pub fn vfork_child<F: FnMut() -> i32>(
     flags: CloneFlags,
 ) -> Result<Child, Error> {
     let allowed_here = Flags::VM | Flags::SIGHAND;
-    let refused = Flags::from(flags).and(Flags::SHARED_OR_WRITTEN.without(allowed_here));
-    if refused != Flags::NONE || !known_to_nix(flags) {
-        return Err(Error::Failed(format!("vfork_child refuses {refused}")));
+    if Flags::from(flags).intersects(Flags::SHARED_OR_WRITTEN.without(allowed_here))
+        || !known_to_nix(flags)
+    {
+        return Err(Error::Unexpected(
+            "vfork_child refuses CLONE_THREAD, CLONE_SETTLS and the TID flags",
+        ));
     }
     require_single_thread("clone")?;
     // SAFETY: single thread, suspended by CLONE_VFORK until the child has ended, so `child`
