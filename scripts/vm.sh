@@ -55,7 +55,9 @@ boot_timeout=${VM_TIMEOUT:-900}
 up_timeout=${VM_UP_TIMEOUT:-60}
 test_threads=${VM_TEST_THREADS:-8}
 # Every binary goes into the VM; the demo runs the scenarios in the order of scenarios.txt.
-mapfile -t bins < <(cd "$here/src/bin" && ls -- *.rs | sed 's/\.rs$//')
+# A binary is src/bin/NAME.rs, or a folder src/bin/NAME/ with its main.rs.
+mapfile -t bins < <(cd "$here/src/bin" && for b in *.rs */main.rs; do
+    [ -e "$b" ] && { b=${b%/main.rs}; echo "${b%.rs}"; }; done | sort)
 mapfile -t examples < <(cd "$here/examples" && ls -- *.rs | sed 's/\.rs$//')
 mapfile -t demo_bins < "$here/scripts/scenarios.txt"
 
