@@ -115,3 +115,49 @@ fn help_lists_options_version_and_exit_statuses() {
     assert!(help.contains("-V, --version"));
     assert!(help.starts_with(&format!("demo {}", env!("CARGO_PKG_VERSION"))));
 }
+
+/// The shell line behind `cargo sudo-run`, as .cargo/config.toml hands it to cargo as the
+/// runner: `sh -c LINE sudo-run BINARY ARGS...`.
+fn sudo_run_line() -> String {
+    let config =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.cargo/config.toml"))
+            .expect("read .cargo/config.toml");
+    let start = config.find("'if [").expect("the runner's shell line") + 1;
+    let end = start + config[start..].find("', \"sudo-run\"").expect("its end");
+    config[start..end].to_string()
+}
+
+/// Runs the `cargo sudo-run` line on `/bin/echo ran`, as `uid` where given, with a PATH that
+/// has `id` and no `sudo`: what a machine without sudo gives it.
+fn run_sudo_run_line(uid: Option<u32>) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let bin = std::env::temp_dir().join(format!("clone-cgroup-sudo-run-{}", std::process::id()));
+    std::fs::create_dir_all(&bin).unwrap();
+    let id = ["/usr/bin/id", "/bin/id"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let _ = std::os::unix::fs::symlink(id.expect("id(1)"), bin.join("id"));
+    let mut command = std::process::Command::new("/bin/sh");
+    command.args(["-c", &sudo_run_line(), "sudo-run", "/bin/echo", "ran"]).env("PATH", &bin);
+    if let Some(uid) = uid {
+        command.uid(uid).gid(uid);
+    }
+    let output = command.output().unwrap();
+    std::fs::remove_dir_all(&bin).unwrap();
+    output
+}
+
+#[test]
+fn cargo_sudo_run_runs_as_root_without_sudo_and_says_what_to_do_elsewhere() {
+    let refused = |output: &std::process::Output| {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        output.status.code() == Some(2)
+            && stderr.lines().count() == 1
+            && stderr.contains("install sudo, or run cargo as root")
+    };
+    if nix::unistd::geteuid().is_root() {
+        let as_root = run_sudo_run_line(None);
+        assert_eq!(String::from_utf8_lossy(&as_root.stdout), "ran\n", "{as_root:?}");
+        assert!(refused(&run_sudo_run_line(Some(65534))));
+    } else {
+        assert!(refused(&run_sudo_run_line(None)));
+    }
+}

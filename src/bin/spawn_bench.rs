@@ -1,6 +1,6 @@
 //! spawn_bench: how fast a process is born, by method and by the size of its parent.
 //!
-//! Usage: `cargo run --release --bin spawn_bench -- [-n N] [--sizes MB,MB,...] [--program PATH]`
+//! Usage: `cargo run --release --bin spawn_bench -- [-n N] [--sizes MB,...] [--methods M,...] [--program PATH]`
 //!
 //! For each parent size (memory the parent has touched, default 2, 12 and 100 MB) and each
 //! method (fork, vfork, clone, clone3, fork+exec, vfork+exec, posix_spawn), the parent creates
@@ -33,6 +33,8 @@ const SCENARIO: Scenario = Scenario {
     options: "  -n, --count N        children per method and size [default: 2000]
       --sizes LIST     parent sizes in MB, comma-separated [default: 2,12,100]
       --program PATH   what the exec methods run [default: /bin/true]
+      --methods LIST   the methods to time, comma-separated [default: all seven:
+                       fork,vfork,clone,clone3,fork+exec,vfork+exec,posix_spawn]
 ",
 };
 
@@ -128,6 +130,7 @@ fn touched(mb: u64) -> Vec<u8> {
 fn run(args: &[String]) -> Result<Summary, Error> {
     let (mut count, mut sizes, mut program) =
         (2000u64, vec![2u64, 12, 100], "/bin/true".to_string());
+    let mut methods = Method::ALL.to_vec();
     for_each_option(args, |name, opt| {
         match name {
             "-n" | "--count" => count = parse_number(name, &opt.value()?, 1, 10_000_000)?,
@@ -139,6 +142,22 @@ fn run(args: &[String]) -> Result<Summary, Error> {
                     .collect::<Result<_, _>>()?
             }
             "--program" => program = opt.value()?,
+            "--methods" => {
+                methods = opt
+                    .value()?
+                    .split(',')
+                    .map(|name| {
+                        let found = Method::ALL.into_iter().find(|m| m.name() == name.trim());
+                        found.ok_or_else(|| {
+                            let known: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+                            Error::Usage(format!(
+                                "--methods: {name:?} is not one of {}",
+                                known.join(", ")
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            }
             other => return Err(unknown_option(other)),
         }
         Ok(())
@@ -162,7 +181,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     for &size in &sizes {
         let memory = touched(size);
         let mut fork_rate = None;
-        for method in Method::ALL {
+        for &method in &methods {
             // Ctrl-C stays pending, blocked, until it is looked for: here and every 64 children.
             watch.stop_if_interrupted()?;
             let name = method.name();
