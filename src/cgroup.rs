@@ -299,17 +299,18 @@ impl Cgroup {
         Cgroup { path, owned: false }
     }
 
-    /// The cgroup's directory.
+    /// The cgroup's directory, under the cgroup2 mount: where its interface files are.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Writes `value` to the cgroup's file `name`.
+    /// Writes `value` to the cgroup's file `name`, in one `write(2)` ([`write_file`]): the
+    /// kernel takes each write as one command.
     pub fn write(&self, name: &str, value: &str) -> Result<(), Error> {
         write_file(&self.path.join(name), value)
     }
 
-    /// Reads the cgroup's file `name`.
+    /// Reads the cgroup's file `name` whole; the error names the file.
     pub fn read(&self, name: &str) -> Result<String, Error> {
         read_file(&self.path.join(name))
     }

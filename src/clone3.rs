@@ -51,7 +51,7 @@ impl<'a> CloneArgs<'a> {
         CloneArgs { raw, set_tid: Vec::new(), cgroup: None }
     }
 
-    /// Adds `flags`.
+    /// Adds `flags` to `clone_args.flags`: [`Flags`], or nix's `CloneFlags` for the older ones.
     pub fn flags(mut self, flags: impl Into<Flags>) -> Self {
         self.raw.flags |= flags.into().0;
         self
@@ -106,7 +106,7 @@ impl<'a> CloneArgs<'a> {
         self
     }
 
-    /// The flags asked for.
+    /// The flags asked for so far, as `clone_args.flags` will hold them.
     pub fn flag_set(&self) -> Flags {
         Flags(self.raw.flags)
     }

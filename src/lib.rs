@@ -151,17 +151,18 @@ pub enum Error {
 }
 
 impl Error {
-    /// A failed system call.
+    /// A failed system call, named by `context`. Allocates nothing: a child may return it.
     pub fn sys(context: &'static str, errno: Errno) -> Error {
         Error::Sys { context, errno }
     }
 
-    /// A failed file operation.
+    /// A failed file operation; `context` names the path, and the data of a write.
     pub fn io(context: &str, source: io::Error) -> Error {
         Error::Io { context: context.to_string(), source }
     }
 
-    /// An environment that cannot run the scenario.
+    /// An environment that cannot run the scenario; `reason` says why and names the fix, in
+    /// one line (exit status 2).
     pub fn cannot_run(reason: impl Into<String>) -> Error {
         Error::CannotRun(reason.into())
     }

@@ -138,7 +138,8 @@ impl HandBuiltThread {
         &self.in_use.as_ref().expect("in use until dropped").shared
     }
 
-    /// The tid `clone3` returned.
+    /// The thread's tid, as `clone3` returned it: its name in `/proc/self/task`, and the value
+    /// the kernel writes into the tid word.
     pub fn tid(&self) -> Pid {
         self.tid
     }
