@@ -15,15 +15,20 @@
 #                 arm64 [default: this host's]. On Debian both are fetched, whatever the host
 #                 runs; elsewhere only the host's own.
 #
-# On Debian the lines are Debian's own kernels, newest to oldest supported release:
+# On Debian the lines are Debian's own kernels, each the newest Debian ships for that
+# release, its security and stable updates included (what a machine of that release runs once
+# it is up to date):
 #
-#   bullseye   Debian 11, Linux 5.10
-#   bookworm   Debian 12, Linux 6.1
-#   trixie     Debian 13, Linux 6.12
-#   sid        Debian unstable, the newest kernel Debian has
+#   bullseye        Debian 11, Linux 5.10
+#   bookworm        Debian 12, Linux 6.1
+#   trixie          Debian 13, Linux 6.12
+#   sid             Debian unstable, the newest kernel Debian has
+#   bookworm-point  Debian 12's point release without its updates (amd64 only): kept because
+#                   it shows what the newer 6.1 does not, a kernel bug that cgroup_kill's
+#                   step 5 teaches (a child born into a cgroup once killed is killed at birth)
 #
-# For arm64 the same lines but bullseye; Debian's arm64 images are uncompressed `Image`s,
-# booted as they are (qemu -M virt).
+# For arm64 bookworm, trixie and sid; Debian's arm64 images are uncompressed `Image`s, booted
+# as they are (qemu -M virt).
 #
 # They come from the Debian archive this host's apt already uses, through a private apt
 # configuration (its own sources, lists and cache under the cache directory): the archive's
@@ -42,6 +47,14 @@ set -euo pipefail
 cache=${VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/clone-cgroup-vm}
 max_age_days=${VM_KERNEL_MAX_AGE:-7}
 debian_lines=(bullseye bookworm trixie sid)
+# The suites a line's newest kernel may come from, and those of a point release alone.
+suites_of() {
+    case $1 in
+        sid) echo sid ;;
+        *-point) echo "${1%-point}" ;;
+        *) echo "$1 $1-updates $1-security" ;;
+    esac
+}
 case $(uname -m) in aarch64|arm64) host_arch=arm64 ;; *) host_arch=amd64 ;; esac
 arch=$host_arch
 
@@ -59,6 +72,7 @@ describe() {
     case $1 in
         bullseye) echo "Debian 11" ;;
         bookworm) echo "Debian 12" ;;
+        bookworm-point) echo "Debian 12, point release" ;;
         trixie) echo "Debian 13" ;;
         sid) echo "Debian unstable" ;;
         host) (. /etc/os-release && echo "${PRETTY_NAME:-this distribution}") ;;
@@ -68,7 +82,7 @@ describe() {
 
 lines() {
     if [ "$(host_id)" = debian ]; then
-        if [ "$arch" = arm64 ]; then printf '%s\n' bookworm trixie sid; else printf '%s\n' "${debian_lines[@]}"; fi
+        if [ "$arch" = arm64 ]; then printf '%s\n' bookworm trixie sid; else printf '%s\n' "${debian_lines[@]}" bookworm-point; fi
     elif [ "$arch" = "$host_arch" ]; then
         echo host
     fi
@@ -82,14 +96,14 @@ kernel_dir() { if [ "$arch" = amd64 ]; then echo "$cache/kernels/$1"; else echo 
 apt_dir=$cache/apt
 set_apt_dir() { if [ "$arch" = amd64 ]; then apt_dir=$cache/apt; else apt_dir=$cache/apt-$arch; fi; }
 
-# The URIs of the Debian archive in the host's apt sources: the repositories that serve the
-# host's own release (not its -updates or -security suites), as apt itself reads them.
+# The URIs of the Debian archive in the host's apt sources, as apt itself reads them: those
+# that serve the host's own release (with $1 empty), or its security updates ($1 = -security).
 host_archive_uris() {
     local codename
     codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
     [ -n "$codename" ] || return 1
     apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(TARGET_OF)' 'Identifier: Packages' 2>/dev/null \
-        | awk -v release="$codename" '$2 == release && $3 == "deb" { print $1 }' | sort -u
+        | awk -v release="$codename${1:-}" '$2 == release && $3 == "deb" { print $1 }' | sort -u
 }
 
 private_apt_options() {
@@ -112,23 +126,49 @@ private_apt_options() {
 private_apt_get() { local o; mapfile -t o < <(private_apt_options); apt-get "${o[@]}" "$@"; }
 private_apt_cache() { local o; mapfile -t o < <(private_apt_options); apt-cache "${o[@]}" "$@"; }
 
-# Writes the private sources (the host's archive URIs, every Debian line's suite) and
-# downloads their package lists.
+# Writes the private sources (the host's archive URIs, every Debian line's suite and its
+# -updates; the host's security URIs, every line's -security) and downloads their lists.
 private_apt_update() {
-    local uris keyring
+    local uris security_uris keyring line suites=() security_suites=()
     uris=$(host_archive_uris | tr '\n' ' ')
     [ -n "${uris// /}" ] || die "found no Debian archive in this host's apt sources (apt-get indextargets lists none for its release)"
+    security_uris=$(host_archive_uris -security | tr '\n' ' ')
+    for line in "${debian_lines[@]}"; do
+        [ "$line" = sid ] && { suites+=(sid); continue; }
+        suites+=("$line" "$line-updates")
+        security_suites+=("$line-security")
+    done
     mkdir -p "$apt_dir"/{sources.list.d,preferences.d,lists/partial,cache/archives/partial}
     : > "$apt_dir/sources.list"
     keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-    {
+    stanza() {
         echo "Types: deb"
-        echo "URIs: $uris"
-        echo "Suites: ${debian_lines[*]}"
+        echo "URIs: $1"
+        echo "Suites: $2"
         echo "Components: main"
         [ -r "$keyring" ] && echo "Signed-By: $keyring"
+        echo
+    }
+    {
+        stanza "$uris" "${suites[*]}"
+        [ -z "${security_uris// /}" ] || stanza "$security_uris" "${security_suites[*]}"
     } > "$apt_dir/sources.list.d/debian.sources"
+    [ -n "${security_uris// /}" ] || say "no security archive in this host's apt sources: each line's kernel is its release's, without security updates"
     private_apt_get -qq update >/dev/null 2>"$apt_dir/update.err"
+}
+
+# The newest version of package $1 that the suites of line $2 hold (apt-cache madison: one
+# row per version and suite).
+newest_in_line() {
+    local package=$1 suites
+    suites=" $(suites_of "$2") "
+    private_apt_cache madison "$package" 2>/dev/null \
+        | awk -F' [|] ' -v suites="$suites" '{
+            split($3, where, " "); split(where[2], suite, "/")
+            gsub(/ /, "", $2)
+            if (index(suites, " " suite[1] " ")) print $2
+          }' \
+        | sort -V | tail -1
 }
 
 # --- fetching one line's kernel ------------------------------------------------------------
@@ -144,15 +184,18 @@ image_package() {
         done
         depends() { apt-cache depends "$1" 2>/dev/null; }
     else
-        meta=linux-image-$arch/$line
+        local version
+        version=$(newest_in_line "linux-image-$arch" "$line")
+        [ -n "$version" ] || return 1
+        meta=linux-image-$arch=$version
         depends() { private_apt_cache depends "$1" 2>/dev/null; }
     fi
     image=$(depends "$meta" | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -1)
     [ -n "$image" ] || return 1
-    [ "$line" = host ] || image=$image/$line
+    [ "$line" = host ] || image=$image=$(newest_in_line "$image" "$line")
     binary=$(depends "$image" | sed -n 's/^ *Depends: \(linux-binary-[0-9][^ ]*\)$/\1/p' | head -1)
     if [ -n "$binary" ]; then
-        [ "$line" = host ] && echo "$binary" || echo "$binary/$line"
+        [ "$line" = host ] && echo "$binary" || echo "$binary=$(newest_in_line "$binary" "$line")"
     else
         echo "$image"
     fi
@@ -178,7 +221,12 @@ extract_vmlinux() {
 
 # A line's kernel as kept in its directory: all four files, written last to first.
 complete() { [ -e "$1/kernel" ] && [ -e "$1/bzimage" ] && [ -e "$1/version" ] && [ -e "$1/package" ]; }
-fresh() { complete "$1" && [ -z "$(find "$1/kernel" -mtime +"$max_age_days" 2>/dev/null)" ]; }
+# Fresh: complete, younger than the maximum age, and looked up in the suites that line $2 is
+# looked up in now (a kernel fetched from fewer suites is looked up again).
+fresh() {
+    complete "$1" && [ -z "$(find "$1/kernel" -mtime +"$max_age_days" 2>/dev/null)" ] \
+        && { [ "$2" = host ] || [ "$(cat "$1/suites" 2>/dev/null)" = "$(suites_of "$2")" ]; }
+}
 
 updated=
 # Fetches the kernel of line $1 unless a fresh one is cached. Returns 1 (after saying why)
@@ -186,7 +234,7 @@ updated=
 fetch() {
     local line=$1 dir package tmp vmlinuz
     dir=$(kernel_dir "$1")
-    fresh "$dir" && return 0
+    fresh "$dir" "$line" && return 0
     if [ "$line" != host ] && [ -z "$updated" ]; then
         updated=1
         private_apt_update || say "apt-get update for the kernel lines failed: $(tail -1 "$apt_dir/update.err")"
@@ -201,6 +249,7 @@ fetch() {
         say "$line ($(describe "$line")): no kernel package found in apt"; return 1
     fi
     if complete "$dir" && [ "$(cat "$dir/package")" = "$package" ]; then
+        [ "$line" = host ] || suites_of "$line" > "$dir/suites"
         touch "$dir/kernel"; return 0
     fi
     say "$line: fetching $package"
@@ -219,6 +268,7 @@ fetch() {
     fi
     rm -rf "$dir" && mkdir -p "$dir"
     echo "$package" > "$dir/package"
+    [ "$line" = host ] || suites_of "$line" > "$dir/suites"
     case $vmlinuz in
         */boot/vmlinuz-*) basename "$vmlinuz" | sed 's/^vmlinuz-//' > "$dir/version" ;;
         *) basename "$(dirname "$vmlinuz")" > "$dir/version" ;;

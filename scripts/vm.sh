@@ -18,7 +18,8 @@
 #                   installed where missing (see scripts/build-env.sh); arm64 boots on qemu's
 #                   `virt` machine
 #   --kernel LINE   which kernel line to boot: bullseye (5.10), bookworm (6.1), trixie (6.12)
-#                   or sid (the newest); `host` off Debian [default: trixie; see kernels.sh]
+#                   or sid (the newest), each with its updates; bookworm-point (6.1 as the
+#                   point release has it); `host` off Debian [default: trixie; see kernels.sh]
 #   --cpus N        virtual CPUs [default: 1]
 #   --quick         test: leave out the stress test
 #   --stress-runs N test: runs of each memory scenario in the stress test [default: its own, 200]
@@ -128,6 +129,9 @@ mount -t devtmpfs devtmpfs /dev
 chmod 1777 /tmp  # no tmpfs here: the build tree may itself live under /tmp
 mkdir -p /sys/fs/cgroup
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# A named cgroup v1 hierarchy, with no controller, for the clone3_args case that points
+# CLONE_INTO_CGROUP at one; where this kernel mounts none, that case says so.
+mkdir /tmp/cgroup-v1 && { mount -t cgroup -o none,name=clone-cgroup cgroup /tmp/cgroup-v1 2>/dev/null || rmdir /tmp/cgroup-v1; }
 export PATH=/bin HOME=/tmp RUST_BACKTRACE=1
 echo "@@vm-up $(uname -r) cpus=$(nproc) controllers=$(tr " " , < /sys/fs/cgroup/cgroup.controllers)"
 . /task
@@ -150,7 +154,8 @@ guest_test_task='started=$(cut -d" " -f1 /proc/uptime)
 # here, before any test runs, and this cgroup keeps the number above 0 until poweroff.
 echo "+memory +pids" > /sys/fs/cgroup/cgroup.subtree_control
 mkdir /sys/fs/cgroup/vm-static-keys
-args="--include-ignored --test-threads=$TEST_THREADS --show-output $(echo "${TEST_ARGS:-}" | tr , " ")"
+filters=$(echo "${TEST_ARGS:-}" | tr , " ")
+args="--include-ignored --test-threads=$TEST_THREADS --show-output"
 runs=0
 show() {
     wait "$2"; rc=$?
@@ -167,7 +172,7 @@ for t in /tests/*; do
     case $name in stress-*) continue ;; esac
     skips=$(delayed_tests "$t" | sed "s/^/--skip /")
     # shellcheck disable=SC2086
-    (cd /tmp && exec "$t" $args $skips) > "/tmp/out.$name" 2>&1 &
+    (cd /tmp && exec "$t" $args $filters $skips) > "/tmp/out.$name" 2>&1 &
     echo "$!" > "/tmp/pid.$name"
 done
 for t in /tests/*; do
@@ -177,8 +182,13 @@ done
 for t in /tests/*; do
     name=${t##*/}
     case $name in
-        stress-*) [ "$QUICK" = 1 ] && { echo "@@test-skipped $name (quick mode)"; continue; } ;;
+        stress-*) [ "$QUICK" = 1 ] && { echo "@@test-skipped $name (quick mode)"; continue; }
+                  set -- $filters ;;
         *) set -- $(delayed_tests "$t")
+           # Test arguments name tests: only the delayed ones among them run here.
+           if [ -n "$filters" ]; then
+               set -- $(for d in "$@"; do for f in $filters; do case $d in *"$f"*) echo "$d"; break ;; esac; done; done)
+           fi
            [ $# -gt 0 ] || continue
            name=$name:delayed ;;
     esac

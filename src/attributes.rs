@@ -141,3 +141,41 @@ pub fn set_io_priority(level: i32) -> Result<(), Error> {
         _ => Err(Error::sys("ioprio_set", Errno::last())),
     }
 }
+
+/// `CAP_CHECKPOINT_RESTORE` (5.9): enough, without `CAP_SYS_ADMIN`, to choose a child's pid
+/// with `clone3`'s `set_tid`.
+pub const CAP_CHECKPOINT_RESTORE: u32 = 40;
+
+/// Becomes `uid` and `gid` (from root), keeping the capability `capability` alone, as
+/// `clone3_cap_checkpoint_restore.c` does: `prctl(PR_SET_KEEPCAPS)` so that `setuid` keeps the
+/// permitted set (it clears the effective one), `setgid`, `setuid`, then `capset` with
+/// `capability` alone, permitted and effective. Allocates nothing: a child calls it.
+pub fn become_keeping(uid: u32, gid: u32, capability: u32) -> Result<(), Error> {
+    /// `struct __user_cap_header_struct`, `_LINUX_CAPABILITY_VERSION_3`: two words of each set.
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    nix::sys::prctl::set_keepcaps(true).map_err(|e| Error::sys("prctl(PR_SET_KEEPCAPS)", e))?;
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(gid)).map_err(|e| Error::sys("setgid", e))?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)).map_err(|e| Error::sys("setuid", e))?;
+    let header = Header { version: 0x2008_0522, pid: 0 };
+    let mut data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    let (word, bit) = ((capability / 32) as usize, 1 << (capability % 32));
+    data[word].effective = bit;
+    data[word].permitted = bit;
+    // SAFETY: a header and two data words, as capset(2) reads them for version 3; nothing is
+    // written back.
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
+        return Err(Error::sys("capset", Errno::last()));
+    }
+    Ok(())
+}

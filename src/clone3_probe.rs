@@ -28,14 +28,37 @@ pub struct Probe<'a> {
     tail: [u64; 11],
     cgroup: Option<u64>,
     parent_tid_at_pidfd: bool,
+    /// `set_tid` and `set_tid_size` exactly as given.
+    set_tid: Option<(u64, u64)>,
+    /// `pidfd` exactly as given.
+    pidfd_at: Option<u64>,
+    /// The address passed for the struct instead of the struct's own.
+    args_at: Option<u64>,
 }
 
 impl<'a> From<CloneArgs<'a>> for Probe<'a> {
     fn from(args: CloneArgs<'a>) -> Probe<'a> {
         let (size, tail) = (CloneArgs::SIZE, [0; 11]);
-        Probe { args, size, tail, cgroup: None, parent_tid_at_pidfd: false }
+        Probe {
+            args,
+            size,
+            tail,
+            cgroup: None,
+            parent_tid_at_pidfd: false,
+            set_tid: None,
+            pidfd_at: None,
+            args_at: None,
+        }
     }
 }
+
+/// The first address of the upper half of the 64-bit address space, the kernel's on x86-64
+/// and aarch64 alike: no user pointer lies there, and `access_ok` refuses it.
+pub const KERNEL_HALF: u64 = 1 << 63;
+
+/// An address no process maps: the first page, which Linux keeps unmapped
+/// (`vm.mmap_min_addr`), so that a read there faults.
+pub const UNMAPPED: u64 = 8;
 
 impl<'a> Probe<'a> {
     /// `CLONE_INTO_CGROUP` with `clone_args.cgroup` = `value`, which need not be a descriptor.
@@ -49,6 +72,28 @@ impl<'a> Probe<'a> {
     pub fn parent_tid_at_pidfd(mut self) -> Self {
         self.args = self.args.flags(Flags::PIDFD | Flags::PARENT_SETTID);
         self.parent_tid_at_pidfd = true;
+        self
+    }
+
+    /// `set_tid` = `pointer` and `set_tid_size` = `size`, whatever they hold: a pointer with a
+    /// size of 0, or a pointer to memory that is not there.
+    pub fn set_tid_raw(mut self, pointer: u64, size: u64) -> Self {
+        self.set_tid = Some((pointer, size));
+        self
+    }
+
+    /// `CLONE_PIDFD` with `clone_args.pidfd` = `address`, where the kernel is to store the
+    /// descriptor: [`UNMAPPED`] to see it refuse to.
+    pub fn pidfd_at(mut self, address: u64) -> Self {
+        self.args = self.args.flags(Flags::PIDFD);
+        self.pidfd_at = Some(address);
+        self
+    }
+
+    /// The struct passed at `address` instead of its own: [`UNMAPPED`], to see the kernel
+    /// fail to read it.
+    pub fn args_at(mut self, address: u64) -> Self {
+        self.args_at = Some(address);
         self
     }
 }
@@ -71,9 +116,20 @@ impl<'a> CloneArgs<'a> {
 
 /// One `clone3` with `probe` as it is: the errno, or how the child (which exits 0 at once)
 /// ended. It refuses, itself, only what would make the call unsafe (`VM`, `SETTLS`, the TID
-/// flags: memory shared or written through pointers, and a stack to run on); every other
-/// combination, valid or not, goes to the kernel.
+/// flags: memory shared or written through pointers, and a stack to run on, unless the stack
+/// lies in the kernel's half, where nothing could run); every other combination, valid or
+/// not, goes to the kernel.
 pub fn try_clone3(probe: &Probe) -> Result<Result<Ended, Errno>, Error> {
+    try_clone3_running(probe, || 0)
+}
+
+/// [`try_clone3`] with a child of its own: `child` runs in the new process, which ends with
+/// its value, under the crate's rule for child code. A child that checks what it was given
+/// (its pid, its handlers) says so in its exit status.
+pub fn try_clone3_running(
+    probe: &Probe,
+    child: impl FnOnce() -> i32,
+) -> Result<Result<Ended, Errno>, Error> {
     let args = &probe.args;
     // THREAD and SIGHAND the kernel refuses without VM, before anything runs: it may say so.
     let mut unsafe_flags = Flags::SHARED_OR_WRITTEN.without(Flags::THREAD | Flags::SIGHAND);
@@ -81,8 +137,10 @@ pub fn try_clone3(probe: &Probe) -> Result<Result<Ended, Errno>, Error> {
         // The kernel would write the tid into our own pidfd word: nothing else.
         unsafe_flags = unsafe_flags.without(Flags::PARENT_SETTID);
     }
-    // A stack without a size the kernel refuses before anything runs on it.
-    let runnable_stack = args.raw().stack != 0 && args.raw().stack_size != 0;
+    // A stack without a size the kernel refuses before anything runs on it, as it does one in
+    // its own half of the address space (clone3_stack_valid: access_ok).
+    let raw = args.raw();
+    let runnable_stack = raw.stack != 0 && raw.stack_size != 0 && raw.stack < KERNEL_HALF;
     if args.flag_set().intersects(unsafe_flags) || runnable_stack {
         return Err(Error::Failed(format!("try_clone3 refuses {}", args.flag_set())));
     }
@@ -95,23 +153,30 @@ pub fn try_clone3(probe: &Probe) -> Result<Result<Ended, Errno>, Error> {
     if probe.parent_tid_at_pidfd {
         filled.args.parent_tid = filled.args.pidfd;
     }
+    if let Some((pointer, size)) = probe.set_tid {
+        (filled.args.set_tid, filled.args.set_tid_size) = (pointer, size);
+    }
+    if let Some(address) = probe.pidfd_at {
+        filled.args.pidfd = address;
+    }
+    let at = probe.args_at.unwrap_or(&mut filled as *mut ArgsWithTail as u64);
     let created = create("clone3", false, || {
         // SAFETY: one thread (checked); no flag that shares memory or writes through a pointer
-        // but into our own pidfd word, no stack to run on: the child is a copy of us, which
-        // ends at once in end_child_with (VFORK only suspends us meanwhile). `filled` holds
-        // `size` bytes or more, unless the size is over a page, which the kernel refuses
-        // before it reads anything.
-        let ret = unsafe {
-            libc::syscall(libc::SYS_clone3, &mut filled as *mut ArgsWithTail, probe.size)
-        };
+        // but into our own pidfd word (or into memory that is not there, which the kernel
+        // refuses), no stack to run on: the child is a copy of us, which ends in
+        // end_child_with (VFORK only suspends us meanwhile). `at` is `filled`, which holds
+        // `size` bytes or more unless the size is over a page (refused before anything is
+        // read), or an address the caller chose for the kernel to fail to read.
+        let ret = unsafe { libc::syscall(libc::SYS_clone3, at, probe.size) };
         if ret == 0 {
-            end_child_with(|| 0);
+            end_child_with(child);
         }
         pid_or_errno(ret)
     });
     match created {
-        // Accepted after all: the pidfd word holds the tid, not a descriptor of ours.
-        Ok(pid) if probe.parent_tid_at_pidfd => Ok(Ok(reap(pid)?)),
+        // Accepted after all: the pidfd word holds the tid, or lies elsewhere; no descriptor
+        // of ours to take.
+        Ok(pid) if probe.parent_tid_at_pidfd || probe.pidfd_at.is_some() => Ok(Ok(reap(pid)?)),
         Ok(pid) => Ok(Ok(child_of(args, pid, pidfd).reap()?)),
         Err(Error::Sys { errno, .. }) => Ok(Err(errno)),
         Err(e) => Err(e),

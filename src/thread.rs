@@ -94,7 +94,18 @@ impl HandBuiltThread {
     /// memory, a clone child (exit signal 0) that [`join`](Self::join) reaps. It reports who
     /// it is, then waits for `join`. Every signal is blocked in it, so no handler runs there.
     pub fn start(flags: Flags) -> Result<HandBuiltThread, Error> {
-        if !flags.contains(Flags::VM) || flags.intersects(Flags(Flags::VFORK.0 | Flags::PIDFD.0)) {
+        HandBuiltThread::start_into(flags, None)
+    }
+
+    /// [`start`](Self::start), born in the cgroup whose directory `cgroup` is, where given
+    /// (`CLONE_INTO_CGROUP`). `flags` may hold `CLONE_PIDFD`: the descriptor the kernel
+    /// returns is kept open for the program's life, so that closing it can never end
+    /// anything (`CLONE_PIDFD_AUTOKILL` would kill the whole thread group).
+    pub fn start_into(
+        flags: Flags,
+        cgroup: Option<&std::os::fd::OwnedFd>,
+    ) -> Result<HandBuiltThread, Error> {
+        if !flags.contains(Flags::VM) || flags.contains(Flags::VFORK) {
             return Err(Error::Failed(format!("a hand-built thread needs CLONE_VM, not {flags}")));
         }
         let shared = Box::<Shared>::default();
@@ -106,6 +117,9 @@ impl HandBuiltThread {
         let mut args = CloneArgs::with_exit_signal(0).flags(flags).tids(tid_word, tid_word);
         if let Some(block) = tls_block.as_mut().map(ChildStack::area) {
             args = args.tls(thread_pointer_in(block) as u64);
+        }
+        if let Some(dir) = cgroup {
+            args = args.into_cgroup(dir);
         }
 
         // Blocked here, every signal stays blocked in the thread, which inherits the mask.
@@ -124,6 +138,8 @@ impl HandBuiltThread {
         if ret < 0 {
             return Err(Error::sys("clone3", Errno::from_raw((-ret) as i32)));
         }
+        // Kept open on purpose (see above): a descriptor number, left to the program's end.
+        let _ = pidfd;
         let thread = HandBuiltThread {
             in_use: Some(InUse { shared, _stack: stack, _tls_block: tls_block }),
             tid: Pid::from_raw(ret as libc::pid_t),

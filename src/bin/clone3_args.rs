@@ -1,52 +1,243 @@
-//! clone3_args: the kernel's own checks of clone3's arguments, one row per case: the input,
-//! the result the case expects, the result this kernel gives.
+//! clone3_args: the kernel's own checks of clone3's arguments, one row per case: where the
+//! case comes from, its input, the result it expects, the result this kernel gives.
 //!
 //! Usage: `cargo sudo-run --bin clone3_args` (root: set_tid, CLONE_NEWPID and cgroups need it)
 //!
 //! The cases are every case of the kernel's clone3 selftests (tools/testing/selftests/clone3/:
-//! clone3.c, clone3_set_tid.c up to its unshare of a PID namespace,
-//! clone3_clear_sighand.c, clone3_cap_checkpoint_restore.c's refusal), the CLONE_INTO_CGROUP
-//! cases of tools/testing/selftests/cgroup/test_core.c, and each refusal of the kernel's clone3
-//! path that no selftest makes, labelled with the function it is in (kernel/fork.c unless
+//! clone3.c, clone3_selftests.h's probe, clone3_set_tid.c with its cases inside a new PID
+//! namespace, clone3_clear_sighand.c, clone3_cap_checkpoint_restore.c), the clone3 cases of
+//! pidfd/pidfd_autoreap_test.c and filesystems/empty_mntns/clone3_empty_mntns_test.c, the
+//! CLONE_INTO_CGROUP cases of cgroup/test_core.c, and each refusal of the kernel's clone3 path
+//! that no selftest makes, labelled with the function that decides it (kernel/fork.c unless
 //! named: copy_clone_args_from_user, clone3_args_valid, clone3_stack_valid, copy_process,
-//! kernel_clone; nsproxy.c's copy_namespaces; cgroup.c's cgroup_css_set_fork). Each goes
-//! through the library's CloneArgs, or a clone3_probe where the case needs what CloneArgs would
-//! not build; where a case expects success, the child exits 0 at once and is reaped. Two cases
-//! run as uid 65534 (nobody), in a child of ours. Where a selftest checks only that the call
-//! fails, the row expects "an error" and shows the errno. A kernel that lacks the feature a
-//! case needs says so in the row instead of failing it. Expect every row to match and exit
-//! status 0.
+//! kernel_clone; nsproxy.c's copy_namespaces; cgroup.c's cgroup_css_set_fork and the
+//! functions it calls).
+//!
+//! Each goes through the library's CloneArgs, or a clone3_probe where the case needs what
+//! CloneArgs would not build; a case of CLONE_THREAD, which needs CLONE_VM, through a thread
+//! built by hand. Where a case expects a child, the child checks what the case gave it (the
+//! pid it asked for, its signal handlers) and exits 0 if it holds, and the parent checks the
+//! pid clone3 returned. Some cases are made by a child of ours first: as uid 65534 (nobody),
+//! without capabilities, with RLIMIT_NPROC at 0, or keeping CAP_CHECKPOINT_RESTORE alone;
+//! after unshare(CLONE_NEWPID); or as pid 1 of a new PID namespace. Where a selftest checks
+//! only that the call fails, the row expects "an error" and shows the errno. A kernel that
+//! lacks what a case needs (a flag of 7.1, CLONE_INTO_CGROUP, a cgroup v1 hierarchy to point
+//! at) says so in the row instead of passing or failing it. Expect every row to match and
+//! exit status 0.
 
 use std::fs;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clone_cgroup::attributes::{
+    become_keeping, disposition, set_disposition, Disposition, CAP_CHECKPOINT_RESTORE,
+};
 use clone_cgroup::cgroup::{self, Cgroup};
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{not_offered, CloneArgs, Flags};
-use clone_cgroup::clone3_probe::{try_clone3, Probe};
+use clone_cgroup::clone3_probe::{
+    knows_flags, try_clone3, try_clone3_running, Probe, KERNEL_HALF, UNMAPPED,
+};
 use clone_cgroup::process::{fork_child, Outcome};
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
 use nix::unistd::{geteuid, getpid, setgid, setuid, Gid, Pid, Uid};
+
+#[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"))]
+use clone_cgroup::thread::{HandBuiltThread, NPTL_FLAGS};
 
 const SCENARIO: Scenario = Scenario {
     name: "clone3_args",
-    about: "The argument checks of the kernel's clone3 selftests, through CloneArgs: each case's\n\
-            input, the result the selftest expects, and the result this kernel gives.",
+    about: "The argument checks of the kernel's clone3 selftests and the kernel's own refusals:\n\
+            each case's input, the result its source expects, and the result this kernel gives.",
     options: "",
 };
 
-/// `CLONE_ARGS_SIZE_VER0`: the first struct clone_args, before set_tid (64 bytes).
-const SIZE_VER0: usize = 64;
-/// `MAX_PID_NS_LEVEL`: how deep PID namespaces nest.
-const MAX_PID_NS_LEVEL: u64 = 32;
+fn main() -> ExitCode {
+    SCENARIO.main(run)
+}
 
-/// What a case expects: a child that exits 0, this errno, or (where the selftest checks no
-/// more) any failure.
+fn run(args: &[String]) -> Result<Summary, Error> {
+    no_options(args)?;
+    if !geteuid().is_root() {
+        return Err(Error::cannot_run(
+            "set_tid, CLONE_NEWPID and cgroups need root: run it with sudo",
+        ));
+    }
+    let me = getpid();
+    // What clone3 itself needs: a kernel that has it.
+    if let Err(errno) = try_clone3(&CloneArgs::new(Signal::SIGCHLD).into())? {
+        return Err(Error::cannot_run(not_offered(errno).unwrap_or("clone3 fails here")));
+    }
+
+    // SIGINT, SIGTERM and SIGHUP wait, blocked, until the stage is removed (a run takes about
+    // a second); the run then ends with 128 + the signal.
+    let _watch = SignalWatch::interruptions_only()?;
+
+    // 1. The stage: cgroups of our own with the targets of the CLONE_INTO_CGROUP cases, a pid
+    //    that has just been freed, the largest pid, and handlers of ours for SIGUSR1 and
+    //    SIGUSR2, which CLONE_CLEAR_SIGHAND is to drop.
+    let (base, notes) = cgroup::prepare("stage", "memory", None, None)?;
+    let (busy, more) = cgroup::prepare("busy", "memory", None, None)?;
+    for note in notes.into_iter().chain(more) {
+        println!("parent[{me}]: 1. {note}");
+    }
+    let targets = targets(&base, &busy);
+    let pid_max = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(32768);
+    let freed = freed_pid()?;
+    println!("parent[{me}]: 1. pid_max {pid_max}; pid {freed} has just been freed");
+    let _handlers = CaughtWhileAlive::catch([Signal::SIGUSR1, Signal::SIGUSR2])?;
+    let kernel = Kernel::ask(freed)?;
+
+    // 2. Each case as its source makes it; a child that is created checks itself and exits.
+    let rows = match &targets {
+        Ok(targets) => cases(targets, pid_max, freed),
+        Err(e) => {
+            remove_targets(&base, &busy);
+            return Err(Error::Failed(format!("the cgroups of the CLONE_INTO_CGROUP cases: {e}")));
+        }
+    };
+    println!("parent[{me}]: 2. {} cases:", rows.len());
+    println!("    {:<36} {:<42} {:<14} {:<14}", "source", "input", "expected", "seen");
+    let mut tally = Tally::default();
+    let mut clone_failed = Ok(());
+    for (i, row) in rows.iter().enumerate() {
+        // The stage is removed below whatever happens here.
+        let seen = match kernel.lacks(row) {
+            Some(lack) => Err(lack),
+            None => match made(row) {
+                Ok(seen) => Ok(seen),
+                Err(e) => {
+                    clone_failed = Err(e);
+                    break;
+                }
+            },
+        };
+        let (seen_word, verdict) = match &seen {
+            Err(lack) => {
+                tally.not_offered += 1;
+                ("-".to_string(), format!("not offered by this kernel: {lack}"))
+            }
+            Ok(seen) if row.expect.met_by(seen) => {
+                tally.as_expected += 1;
+                (seen.to_string(), "as expected".to_string())
+            }
+            Ok(seen) => {
+                tally.mismatched.push(i + 1);
+                (seen.to_string(), "NOT AS EXPECTED".to_string())
+            }
+        };
+        let expected = row.expect.to_string();
+        println!(
+            "    {:<36} {:<42} {expected:<14} {seen_word:<14} {verdict}",
+            row.source, row.input
+        );
+    }
+
+    // 3. Remove the stage.
+    remove_targets(&base, &busy);
+    for cgroup in [base, busy] {
+        if let Some(path) = cgroup.remove()? {
+            println!("parent[{me}]: 3. removed {}", path.display());
+        }
+    }
+    clone_failed?;
+    if !tally.mismatched.is_empty() {
+        let rows = &tally.mismatched;
+        println!("parent[{me}]: NOT AS CLAIMED: rows {rows:?} differ from their sources");
+    }
+    let mismatched = if tally.mismatched.is_empty() {
+        "none".to_string()
+    } else {
+        tally.mismatched.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+    };
+    Ok(Summary::new(SCENARIO.name, Verdict::of(tally.mismatched.is_empty()))
+        .field("cases", rows.len())
+        .field("as_expected", tally.as_expected)
+        .field("not_offered", tally.not_offered)
+        .field("mismatched", mismatched))
+}
+
+/// The rows as they went.
+#[derive(Default)]
+struct Tally {
+    as_expected: usize,
+    not_offered: usize,
+    /// Row numbers, from 1.
+    mismatched: Vec<usize>,
+}
+
+/// One row: where it comes from, what it passes, what it expects, and who makes it.
+struct Case {
+    source: &'static str,
+    input: String,
+    call: Call,
+    expect: Expect,
+    needs: Needs,
+    maker: Maker,
+    /// What a child that is made checks of itself.
+    check: ChildCheck,
+    /// The pid clone3 must return, where the case asks for one (set_tid), as its maker sees it.
+    pid_asked: Option<Pid>,
+}
+
+/// A plain row: made by us, as root, with nothing checked but the result.
+fn case(
+    source: &'static str,
+    input: &str,
+    args: impl Into<Probe<'static>>,
+    expect: Expect,
+) -> Case {
+    Case {
+        source,
+        input: input.to_string(),
+        call: Call::Clone3(Box::new(args.into())),
+        expect,
+        needs: Needs::Nothing,
+        maker: Maker::Us,
+        check: ChildCheck::Nothing,
+        pid_asked: None,
+    }
+}
+
+/// How a case makes its call.
+enum Call {
+    /// `clone3` through a probe: a fork-like child, if one is made.
+    Clone3(Box<Probe<'static>>),
+    /// `clone3` with these flags (glibc's thread flags, and more) on a stack of its own, as a
+    /// thread built by hand (CLONE_THREAD needs CLONE_VM), born in the cgroup given if any.
+    Thread { flags: Flags, into: Option<&'static OwnedFd> },
+}
+
+/// Who makes a case's call.
+#[derive(Clone, Copy)]
+enum Maker {
+    /// This process, as root.
+    Us,
+    /// A child of ours that has become uid and gid 65534 (nobody), without capabilities.
+    Nobody,
+    /// The same, with RLIMIT_NPROC at 0: no process more for uid 65534.
+    NobodyWithNoProcessesLeft,
+    /// A child of ours that has become uid 65534 keeping CAP_CHECKPOINT_RESTORE alone.
+    NobodyKeepingCheckpointRestore,
+    /// A child of ours after `unshare(CLONE_NEWPID)`: its children go into a new PID
+    /// namespace, which has no init until the first of them.
+    AfterUnsharePid,
+    /// The first child of such a process: pid 1, the init, of the new namespace.
+    InitOfNewPidNamespace,
+}
+
+/// What a case expects: a child (or thread) that passed its checks, this errno, or (where the
+/// source checks no more) any failure.
 #[derive(Clone, Copy, PartialEq)]
 enum Expect {
     Child,
@@ -54,77 +245,330 @@ enum Expect {
     FailsSomehow,
 }
 
-/// What a kernel may lack for a case; a row that needs it says so instead of failing.
+impl Expect {
+    fn met_by(&self, seen: &Seen) -> bool {
+        match (self, seen) {
+            (Expect::Child, Seen::Child | Seen::Thread) => true,
+            (Expect::Fails(expected), Seen::Refused(errno)) => expected == errno,
+            (Expect::FailsSomehow, Seen::Refused(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expect::Child => write!(f, "child"),
+            Expect::Fails(errno) => write!(f, "{errno:?}"),
+            Expect::FailsSomehow => write!(f, "an error"),
+        }
+    }
+}
+
+/// What a case gave.
+#[derive(Clone, Copy, PartialEq)]
+enum Seen {
+    /// A child, whose checks held.
+    Child,
+    /// A child whose checks did not hold (another pid, a handler kept), or that ended otherwise.
+    ChildNotAsAsked,
+    /// A thread, made and joined.
+    Thread,
+    /// The kernel's refusal.
+    Refused(Errno),
+}
+
+impl std::fmt::Display for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Seen::Child => write!(f, "child"),
+            Seen::ChildNotAsAsked => write!(f, "child, wrong"),
+            Seen::Thread => write!(f, "thread"),
+            Seen::Refused(errno) => write!(f, "{errno:?}"),
+        }
+    }
+}
+
+/// What a child checks of itself; its exit status says whether it held (0).
+#[derive(Clone, Copy)]
+enum ChildCheck {
+    Nothing,
+    /// `getpid()` is this pid: the one set_tid asked for in its innermost namespace.
+    PidIs(Pid),
+    /// SIGUSR1 and SIGUSR2, which we catch, are SIG_DFL in it (clone3_clear_sighand.c).
+    HandlersDefault,
+    /// This signal, which we ignore, is still ignored in it (copy_sighand keeps SIG_IGN).
+    StillIgnored(Signal),
+}
+
+impl ChildCheck {
+    /// The child's side, under the rule for child code: 0 if it holds.
+    fn in_child(self) -> i32 {
+        let holds = match self {
+            ChildCheck::Nothing => true,
+            ChildCheck::PidIs(pid) => getpid() == pid,
+            ChildCheck::HandlersDefault => [Signal::SIGUSR1, Signal::SIGUSR2]
+                .into_iter()
+                .all(|signal| matches!(disposition(signal), Ok(Disposition::Default))),
+            ChildCheck::StillIgnored(signal) => {
+                matches!(disposition(signal), Ok(Disposition::Ignored))
+            }
+        };
+        i32::from(!holds)
+    }
+}
+
+/// What a kernel may lack for a case; a row that needs it says so instead of passing or
+/// failing.
 #[derive(Clone, Copy)]
 enum Needs {
     Nothing,
+    /// CLONE_CLEAR_SIGHAND (5.5).
     ClearSighand,
+    /// CLONE_INTO_CGROUP (5.7).
     IntoCgroup,
+    /// A flag of Linux 7.1 (the cases expect what a kernel that knows it says).
+    Flag71(Flags),
+    /// A cgroup v1 hierarchy mounted here, to point CLONE_INTO_CGROUP at.
+    CgroupV1,
 }
 
-/// One row: where it comes from, what it passes, what it expects.
-struct Case {
-    source: &'static str,
-    input: String,
-    args: Probe<'static>,
-    expect: Expect,
-    needs: Needs,
-    /// Made by a child of ours that has become uid and gid 65534 (nobody), without capabilities.
-    as_nobody: bool,
+/// What this kernel and machine offer, asked once before the cases.
+struct Kernel {
+    /// set_tid (5.5), the age of CLONE_CLEAR_SIGHAND too.
+    set_tid: bool,
+    /// CLONE_INTO_CGROUP (5.7).
+    into_cgroup: bool,
+    /// A directory of a cgroup v1 hierarchy.
+    cgroup_v1: bool,
 }
 
-fn case(
-    source: &'static str,
-    input: &str,
-    args: impl Into<Probe<'static>>,
-    expect: Expect,
-) -> Case {
-    let (args, needs) = (args.into(), Needs::Nothing);
-    Case { source, input: input.to_string(), args, expect, needs, as_nobody: false }
-}
-
-/// The exit status of the child that makes an `as_nobody` case when it could not become nobody.
-const NOT_NOBODY: i32 = 255;
-
-/// One case: `try_clone3`, or for an `as_nobody` case the same in a child of ours that has
-/// become uid 65534 and reports the result in its exit status (0 a child, else the errno).
-fn try_case(row: &Case) -> Result<Result<Outcome, Errno>, Error> {
-    if !row.as_nobody {
-        return Ok(try_clone3(&row.args)?.map(|ended| ended.outcome));
+impl Kernel {
+    fn ask(freed: Pid) -> Result<Kernel, Error> {
+        let with_set_tid = CloneArgs::new(Signal::SIGCHLD).set_tid(&[freed]);
+        let set_tid = match try_clone3(&with_set_tid.into())? {
+            Ok(_) => true,
+            Err(Errno::E2BIG) => false,
+            Err(errno) => {
+                return Err(Error::Failed(format!("clone3 with set_tid [{freed}]: {errno}")))
+            }
+        };
+        // A kernel without CLONE_INTO_CGROUP refuses the flag (EINVAL) or the size (E2BIG)
+        // before it looks at the descriptor.
+        let into = Probe::from(CloneArgs::new(Signal::SIGCHLD)).cgroup_value(i32::MAX as u64);
+        let into_cgroup = try_clone3(&into)? == Err(Errno::EBADF);
+        Ok(Kernel { set_tid, into_cgroup, cgroup_v1: cgroup_v1_directory().is_some() })
     }
-    let nobody = (Gid::from_raw(65534), Uid::from_raw(65534));
-    let mut child = fork_child(|| {
-        if setgid(nobody.0).is_err() || setuid(nobody.1).is_err() {
-            return NOT_NOBODY;
+
+    /// Why this machine cannot show `row`, or `None` if it can.
+    fn lacks(&self, row: &Case) -> Option<String> {
+        if matches!(row.call, Call::Thread { .. }) && !HAND_BUILT_THREADS {
+            return Some("a thread by hand is written for x86-64 and aarch64 only".into());
         }
-        match try_clone3(&row.args) {
-            Ok(Ok(_)) => 0,
-            Ok(Err(errno)) => errno as i32,
-            Err(_) => NOT_NOBODY,
+        match row.needs {
+            Needs::Nothing => None,
+            Needs::ClearSighand => (!self.set_tid).then(|| "CLONE_CLEAR_SIGHAND (5.5)".into()),
+            Needs::IntoCgroup => (!self.into_cgroup).then(|| "CLONE_INTO_CGROUP (5.7)".into()),
+            // Asked apart, with the flags it must come with: PIDFD_AUTOKILL wants PIDFD and
+            // AUTOREAP, and, without CAP_SYS_ADMIN, NNP.
+            Needs::Flag71(flag) => {
+                let with = if flag == Flags::PIDFD_AUTOKILL {
+                    flag | Flags::PIDFD | Flags::AUTOREAP | Flags::NNP
+                } else {
+                    flag
+                };
+                match knows_flags(with) {
+                    Ok(true) => None,
+                    _ => Some(format!("{flag} (7.1)")),
+                }
+            }
+            Needs::CgroupV1 => {
+                (!self.cgroup_v1).then(|| "no cgroup v1 hierarchy is mounted".into())
+            }
         }
+    }
+}
+
+/// Makes one case: by us, or in the children its maker needs, which report what they saw in
+/// their exit status.
+fn made(row: &Case) -> Result<Seen, Error> {
+    let maker = row.maker;
+    if let Maker::Us = maker {
+        return call(row);
+    }
+    let mut maker_child = fork_child(|| match become_maker(maker) {
+        Ok(()) if matches!(maker, Maker::InitOfNewPidNamespace) => {
+            // The first child after the unshare is pid 1 of the new namespace: it makes the
+            // call, and this child passes its report on.
+            match fork_child(|| report(call(row))).and_then(|mut init| init.reap()) {
+                Ok(ended) => match ended.outcome {
+                    Outcome::Exited(code) => code,
+                    Outcome::Killed { .. } => SETUP_FAILED,
+                },
+                Err(_) => SETUP_FAILED,
+            }
+        }
+        Ok(()) => report(call(row)),
+        Err(_) => SETUP_FAILED,
     })?;
-    match child.reap()?.outcome {
-        Outcome::Exited(0) => Ok(Ok(Outcome::Exited(0))),
-        Outcome::Exited(code) if code != NOT_NOBODY => Ok(Err(Errno::from_raw(code))),
-        other => Err(Error::Failed(format!("the child made nobody {other}"))),
+    match maker_child.reap()?.outcome {
+        Outcome::Exited(SETUP_FAILED) => {
+            Err(Error::Failed(format!("the child to make \"{}\" could not set up", row.input)))
+        }
+        Outcome::Exited(code) => Ok(reported(code)),
+        other => Err(Error::Failed(format!("the child to make \"{}\" {other}", row.input))),
+    }
+}
+
+/// A maker child's exit statuses beside an errno (every errno is below 134): what it saw.
+const REPORTED_CHILD: i32 = 0;
+const REPORTED_CHILD_NOT_AS_ASKED: i32 = 200;
+const REPORTED_THREAD: i32 = 201;
+const SETUP_FAILED: i32 = 255;
+
+fn report(seen: Result<Seen, Error>) -> i32 {
+    match seen {
+        Ok(Seen::Child) => REPORTED_CHILD,
+        Ok(Seen::ChildNotAsAsked) => REPORTED_CHILD_NOT_AS_ASKED,
+        Ok(Seen::Thread) => REPORTED_THREAD,
+        Ok(Seen::Refused(errno)) => errno as i32,
+        Err(_) => SETUP_FAILED,
+    }
+}
+
+fn reported(code: i32) -> Seen {
+    match code {
+        REPORTED_CHILD => Seen::Child,
+        REPORTED_THREAD => Seen::Thread,
+        REPORTED_CHILD_NOT_AS_ASKED => Seen::ChildNotAsAsked,
+        errno => Seen::Refused(Errno::from_raw(errno)),
+    }
+}
+
+/// Turns the calling child into the maker it is to be. Allocates nothing.
+fn become_maker(maker: Maker) -> Result<(), Error> {
+    let nobody = || -> Result<(), Error> {
+        setgid(Gid::from_raw(65534)).map_err(|e| Error::sys("setgid", e))?;
+        setuid(Uid::from_raw(65534)).map_err(|e| Error::sys("setuid", e))
+    };
+    match maker {
+        Maker::Us => Ok(()),
+        Maker::Nobody => nobody(),
+        Maker::NobodyWithNoProcessesLeft => {
+            setrlimit(Resource::RLIMIT_NPROC, 0, 0).map_err(|e| Error::sys("setrlimit", e))?;
+            nobody()
+        }
+        Maker::NobodyKeepingCheckpointRestore => {
+            become_keeping(65534, 65534, CAP_CHECKPOINT_RESTORE)
+        }
+        Maker::AfterUnsharePid | Maker::InitOfNewPidNamespace => {
+            unshare(CloneFlags::CLONE_NEWPID).map_err(|e| Error::sys("unshare(CLONE_NEWPID)", e))
+        }
+    }
+}
+
+/// The case's call, in its maker: what it gave.
+fn call(row: &Case) -> Result<Seen, Error> {
+    match &row.call {
+        Call::Clone3(probe) => {
+            let check = row.check;
+            match try_clone3_running(probe, move || check.in_child())? {
+                Err(errno) => Ok(Seen::Refused(errno)),
+                Ok(ended) => {
+                    let pid_as_asked =
+                        row.pid_asked.map_or(true, |pid| ended.status.pid() == Some(pid));
+                    let checked = matches!(ended.status, WaitStatus::Exited(_, 0));
+                    Ok(if pid_as_asked && checked { Seen::Child } else { Seen::ChildNotAsAsked })
+                }
+            }
+        }
+        Call::Thread { flags, into } => thread(*flags, *into),
+    }
+}
+
+/// Whether threads by hand are written for this target.
+const HAND_BUILT_THREADS: bool =
+    cfg!(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"));
+
+/// glibc's thread flags, where threads by hand are written.
+fn nptl_flags() -> Flags {
+    #[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"))]
+    return NPTL_FLAGS;
+    #[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu")))]
+    return Flags::NONE;
+}
+
+/// A thread by hand with `flags`, joined if it is made.
+// EXCEPTION to the child-code rule, where a maker child calls it (after unshare): a thread by
+// hand allocates its state and maps its stacks. The child was forked from a single-threaded
+// process, so no lock can be held, and it lives in no small memory cgroup.
+#[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"))]
+fn thread(flags: Flags, into: Option<&OwnedFd>) -> Result<Seen, Error> {
+    match HandBuiltThread::start_into(flags, into) {
+        Ok(mut thread) => {
+            thread.join()?;
+            Ok(Seen::Thread)
+        }
+        Err(Error::Sys { errno, .. }) => Ok(Seen::Refused(errno)),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu")))]
+fn thread(_: Flags, _: Option<&OwnedFd>) -> Result<Seen, Error> {
+    Err(Error::cannot_run("threads by hand are written for x86-64 and aarch64 with glibc only"))
+}
+
+/// Handlers of ours (that do nothing) for `signals` while it lives: CLONE_CLEAR_SIGHAND is to
+/// drop them in a child. SIG_DFL again when dropped.
+struct CaughtWhileAlive(Vec<Signal>);
+
+impl CaughtWhileAlive {
+    fn catch(signals: impl IntoIterator<Item = Signal>) -> Result<CaughtWhileAlive, Error> {
+        let caught = CaughtWhileAlive(signals.into_iter().collect());
+        for &signal in &caught.0 {
+            set_disposition(signal, Disposition::Caught)?;
+        }
+        Ok(caught)
+    }
+}
+
+impl Drop for CaughtWhileAlive {
+    fn drop(&mut self) {
+        for &signal in &self.0 {
+            let _ = set_disposition(signal, Disposition::Default);
+        }
     }
 }
 
 /// The cgroups the CLONE_INTO_CGROUP cases clone into, opened O_PATH, leaked for the
 /// program's life (they are closed at exit): a removed one, a "domain invalid" one, one that
-/// hands a controller down, and a directory that is no cgroup.
+/// hands a controller down, a directory that is no cgroup, and a cgroup v1 directory where
+/// one is mounted.
 struct Targets {
     empty_leaf: &'static OwnedFd,
     removed: &'static OwnedFd,
     domain_invalid: &'static OwnedFd,
     subtree_control_set: &'static OwnedFd,
     not_a_cgroup: &'static OwnedFd,
+    cgroup_v1: Option<&'static OwnedFd>,
 }
 
 fn open_path(path: &Path) -> Result<&'static OwnedFd, Error> {
     let dir = fs::File::open(path)
         .map_err(|e| Error::io(&format!("failed to open {}", path.display()), e))?;
     Ok(Box::leak(Box::new(OwnedFd::from(dir))))
+}
+
+/// The first cgroup v1 hierarchy mounted here, from `/proc/self/mountinfo` (type `cgroup`).
+fn cgroup_v1_directory() -> Option<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mount_point = left.split_whitespace().nth(4)?;
+        (right.split_whitespace().next() == Some("cgroup")).then(|| PathBuf::from(mount_point))
+    })
 }
 
 /// Sets up the cgroups under `base` and `busy` (removed again by [`remove_targets`]): the
@@ -152,7 +596,15 @@ fn targets(base: &Cgroup, busy: &Cgroup) -> Result<Targets, Error> {
     let subtree_control_set = open_path(busy.path())?;
     let empty_leaf = open_path(&busy.path().join("child"))?;
     let not_a_cgroup = open_path(Path::new("/"))?;
-    Ok(Targets { empty_leaf, removed, domain_invalid, subtree_control_set, not_a_cgroup })
+    let cgroup_v1 = cgroup_v1_directory().map(|dir| open_path(&dir)).transpose()?;
+    Ok(Targets {
+        empty_leaf,
+        removed,
+        domain_invalid,
+        subtree_control_set,
+        not_a_cgroup,
+        cgroup_v1,
+    })
 }
 
 fn remove_targets(base: &Cgroup, busy: &Cgroup) {
@@ -169,22 +621,36 @@ fn freed_pid() -> Result<Pid, Error> {
     Ok(child.pid())
 }
 
-/// The cases, in the order of their sources.
-fn cases(targets: &Targets, pid_max: i32, freed: Pid) -> Vec<Case> {
-    let mut all = clone3_c_cases();
-    all.extend(set_tid_cases(pid_max, freed));
-    all.extend(cgroup_cases(targets));
-    all.extend(kernel_cases());
-    all
-}
+/// `CLONE_ARGS_SIZE_VER0`: the first struct clone_args, before set_tid (64 bytes).
+const SIZE_VER0: usize = 64;
+/// `MAX_PID_NS_LEVEL`: how deep PID namespaces nest.
+const MAX_PID_NS_LEVEL: u64 = 32;
+
+const EINVAL: Expect = Expect::Fails(Errno::EINVAL);
 
 fn sigchld() -> CloneArgs<'static> {
     CloneArgs::new(Signal::SIGCHLD)
 }
 
-const EINVAL: Expect = Expect::Fails(Errno::EINVAL);
+fn tids(pids: &[i32]) -> Vec<Pid> {
+    pids.iter().map(|&p| Pid::from_raw(p)).collect()
+}
 
-/// clone3.c: sizes of struct clone_args, exit signals, flags.
+/// The cases, in the order of their sources.
+fn cases(targets: &Targets, pid_max: i32, freed: Pid) -> Vec<Case> {
+    let mut all = clone3_c_cases();
+    all.extend(set_tid_cases(pid_max, freed));
+    all.extend(nested_set_tid_cases(freed));
+    all.extend(clear_sighand_cases());
+    all.extend(cap_checkpoint_restore_cases(freed));
+    all.extend(autoreap_and_empty_mntns_cases());
+    all.extend(cgroup_cases(targets));
+    all.extend(kernel_cases(targets));
+    all
+}
+
+/// clone3.c: sizes of struct clone_args, exit signals, flags; and the probe of
+/// clone3_selftests.h.
 fn clone3_c_cases() -> Vec<Case> {
     use Expect::{Child, Fails};
     let exit_signal = CloneArgs::with_exit_signal;
@@ -216,16 +682,21 @@ fn clone3_c_cases() -> Vec<Case> {
         // into the stable lines: every kernel the suite boots accepts it).
         case(s, "CLONE_NEWTIME", sigchld().flags(Flags::NEWTIME), Child),
         case(s, "SIGCHLD in flags (a CSIGNAL bit)", sigchld().flags(Flags(0x11)), EINVAL),
+        // The selftests' probe of whether clone3 exists at all: a call the kernel must refuse.
+        case("clone3_selftests.h", "exit_signal -1 (the probe)", exit_signal(u64::MAX), EINVAL),
     ]
 }
 
-/// clone3_set_tid.c, up to its unshare of a PID namespace; clone3_clear_sighand.c; and
-/// clone3_cap_checkpoint_restore.c's refusal: set_tid without CAP_CHECKPOINT_RESTORE (5.9) or
-/// CAP_SYS_ADMIN.
+/// A case whose child must get `pid` in its innermost namespace (it checks) and, where
+/// `returned` is given, whose maker must get `returned` back from clone3.
+fn with_pid(row: Case, pid: Pid, returned: Option<Pid>) -> Case {
+    Case { check: ChildCheck::PidIs(pid), pid_asked: returned, ..row }
+}
+
+/// clone3_set_tid.c, up to its unshare of a PID namespace.
 fn set_tid_cases(pid_max: i32, freed: Pid) -> Vec<Case> {
-    use Expect::{Child, Fails, FailsSomehow};
+    use Expect::{Child, Fails};
     let newpid = || sigchld().flags(Flags::NEWPID);
-    let tids = |pids: &[i32]| pids.iter().map(|&p| Pid::from_raw(p)).collect::<Vec<_>>();
     let (levels, zeros, ones) = (MAX_PID_NS_LEVEL, tids(&[0; 64]), tids(&[-1; 64]));
     let s = "clone3_set_tid.c";
     let mut all = Vec::new();
@@ -235,41 +706,215 @@ fn set_tid_cases(pid_max: i32, freed: Pid) -> Vec<Case> {
             all.push(case(s, &input, sigchld().set_tid(array).set_tid_size(n), EINVAL));
         }
     }
-    let first_and_freed = [Pid::from_raw(1), freed];
+    let one = Pid::from_raw(1);
     all.extend([
         case(s, "set_tid [0]", sigchld().set_tid(&tids(&[0])), EINVAL),
         case(s, "set_tid [-1]", sigchld().set_tid(&tids(&[-1])), EINVAL),
         case(s, "set_tid [-1, 0], size 2", sigchld().set_tid(&tids(&[-1, 0])), EINVAL),
         case(s, "set_tid [-1], CLONE_NEWPID", newpid().set_tid(&tids(&[-1])), EINVAL),
-        case(
-            s,
-            "set_tid [1]: pid 1 is taken",
-            sigchld().set_tid(&tids(&[1])),
-            Fails(Errno::EEXIST),
-        ),
-        case(s, "set_tid [1], CLONE_NEWPID", newpid().set_tid(&tids(&[1])), Child),
+        case(s, "set_tid [1]: pid 1 is taken", sigchld().set_tid(&[one]), Fails(Errno::EEXIST)),
+        with_pid(case(s, "set_tid [1], CLONE_NEWPID", newpid().set_tid(&[one]), Child), one, None),
         case(s, "set_tid [pid_max]", sigchld().set_tid(&tids(&[pid_max])), EINVAL),
         case(s, "set_tid [pid_max], CLONE_NEWPID", newpid().set_tid(&tids(&[pid_max])), EINVAL),
-        case(s, "set_tid [a freed pid]", sigchld().set_tid(&[freed]), Child),
+        with_pid(
+            case(s, "set_tid [a freed pid]", sigchld().set_tid(&[freed]), Child),
+            freed,
+            Some(freed),
+        ),
         case(s, "set_tid [a freed pid], CLONE_NEWPID", newpid().set_tid(&[freed]), EINVAL),
-        case(
-            s,
-            "set_tid [1, a freed pid], CLONE_NEWPID",
-            newpid().set_tid(&first_and_freed),
-            Child,
+        with_pid(
+            case(
+                s,
+                "set_tid [1, a freed pid], CLONE_NEWPID",
+                newpid().set_tid(&[one, freed]),
+                Child,
+            ),
+            one,
+            Some(freed),
         ),
     ]);
-    let s = "clone3_clear_sighand.c";
-    let clear = sigchld().flags(Flags::CLEAR_SIGHAND);
-    all.extend([
-        Case { needs: Needs::ClearSighand, ..case(s, "CLONE_CLEAR_SIGHAND", clear.clone(), Child) },
-        case(s, "CLONE_CLEAR_SIGHAND | CLONE_SIGHAND", clear.flags(Flags::SIGHAND), FailsSomehow),
-    ]);
-    let s = "clone3_cap_checkpoint_restore.c";
-    let eperm = Fails(Errno::EPERM);
-    let row = case(s, "set_tid [a freed pid], uid 65534", sigchld().set_tid(&[freed]), eperm);
-    all.push(Case { as_nobody: true, ..row });
     all
+}
+
+/// clone3_set_tid.c after its `unshare(CLONE_NEWPID)`: in the process that unshared, whose
+/// children go into a namespace with no init yet, and in that namespace's init.
+fn nested_set_tid_cases(freed: Pid) -> Vec<Case> {
+    let s = "clone3_set_tid.c (new PID ns)";
+    let newpid = || sigchld().flags(Flags::NEWPID);
+    let made_by = |maker: Maker, row: Case| Case { maker, ..row };
+    let (unshared, init) = (Maker::AfterUnsharePid, Maker::InitOfNewPidNamespace);
+    let (one, two, fortytwo) = (Pid::from_raw(1), Pid::from_raw(2), Pid::from_raw(42));
+    vec![
+        // "There is no PID 1 in that namespace": alloc_pid refuses a pid other than 1 there.
+        made_by(
+            unshared,
+            case(s, "after unshare: set_tid [a freed pid]", sigchld().set_tid(&[freed]), EINVAL),
+        ),
+        made_by(
+            init,
+            with_pid(
+                case(s, "its init: set_tid [2]", sigchld().set_tid(&[two]), Expect::Child),
+                two,
+                Some(two),
+            ),
+        ),
+        made_by(
+            init,
+            case(
+                s,
+                "its init: set_tid [1, -1, freed], NEWPID",
+                newpid().set_tid(&[one, Pid::from_raw(-1), freed]),
+                EINVAL,
+            ),
+        ),
+        // One level more than there are namespaces: 4 against 3.
+        made_by(
+            init,
+            case(
+                s,
+                "its init: set_tid [1, 42, freed, 0], size 4",
+                newpid().set_tid(&[one, fortytwo, freed, Pid::from_raw(0)]),
+                EINVAL,
+            ),
+        ),
+        made_by(
+            init,
+            with_pid(
+                case(
+                    s,
+                    "its init: set_tid [1, 42, freed], NEWPID",
+                    newpid().set_tid(&[one, fortytwo, freed]),
+                    Expect::Child,
+                ),
+                one,
+                Some(fortytwo),
+            ),
+        ),
+    ]
+}
+
+/// clone3_clear_sighand.c, and what copy_sighand does beside it: an ignored signal stays
+/// ignored (SIGPIPE, which Rust's runtime ignores at start).
+fn clear_sighand_cases() -> Vec<Case> {
+    let s = "clone3_clear_sighand.c";
+    let clear = || sigchld().flags(Flags::CLEAR_SIGHAND);
+    let needs = Needs::ClearSighand;
+    vec![
+        Case {
+            needs,
+            check: ChildCheck::HandlersDefault,
+            ..case(s, "CLONE_CLEAR_SIGHAND: handlers to SIG_DFL", clear(), Expect::Child)
+        },
+        Case {
+            needs,
+            ..case(
+                s,
+                "CLONE_CLEAR_SIGHAND | CLONE_SIGHAND",
+                clear().flags(Flags::SIGHAND),
+                Expect::FailsSomehow,
+            )
+        },
+        Case {
+            needs,
+            check: ChildCheck::StillIgnored(Signal::SIGPIPE),
+            ..case(
+                "fork.c copy_sighand",
+                "CLONE_CLEAR_SIGHAND: SIG_IGN stays",
+                clear(),
+                Expect::Child,
+            )
+        },
+    ]
+}
+
+/// clone3_cap_checkpoint_restore.c: set_tid as uid 65534, refused without
+/// CAP_CHECKPOINT_RESTORE (5.9) or CAP_SYS_ADMIN, accepted with the former alone.
+fn cap_checkpoint_restore_cases(freed: Pid) -> Vec<Case> {
+    let s = "clone3_cap_checkpoint_restore.c";
+    let asked = || sigchld().set_tid(&[freed]);
+    vec![
+        Case {
+            maker: Maker::Nobody,
+            ..case(s, "set_tid [a freed pid], uid 65534", asked(), Expect::Fails(Errno::EPERM))
+        },
+        Case {
+            maker: Maker::NobodyKeepingCheckpointRestore,
+            ..with_pid(
+                case(s, "the same, keeping CAP_CHECKPOINT_RESTORE", asked(), Expect::Child),
+                freed,
+                Some(freed),
+            )
+        },
+    ]
+}
+
+/// pidfd/pidfd_autoreap_test.c's and filesystems/empty_mntns/clone3_empty_mntns_test.c's
+/// refusals (Linux 7.1).
+fn autoreap_and_empty_mntns_cases() -> Vec<Case> {
+    let s = "pidfd_autoreap_test.c";
+    let exit_0 = || CloneArgs::with_exit_signal(0);
+    let (autoreap, autokill, nnp) = (Flags::AUTOREAP, Flags::PIDFD_AUTOKILL, Flags::NNP);
+    let new = |flag: Flags, row: Case| Case { needs: Needs::Flag71(flag), ..row };
+    let thread = |input: &str, flags: Flags| Case {
+        call: Call::Thread { flags: nptl_flags() | flags, into: None },
+        ..case(s, input, sigchld(), EINVAL)
+    };
+    let e = "clone3_empty_mntns_test.c";
+    let empty = || sigchld().flags(Flags::EMPTY_MNTNS);
+    vec![
+        new(autoreap, case(s, "AUTOREAP, exit_signal SIGCHLD", sigchld().flags(autoreap), EINVAL)),
+        new(
+            autoreap,
+            case(s, "AUTOREAP | PARENT", exit_0().flags(autoreap | Flags::PARENT), EINVAL),
+        ),
+        new(autoreap, thread("AUTOREAP | THREAD (a thread)", autoreap)),
+        new(nnp, thread("NNP | THREAD (a thread)", nnp)),
+        new(
+            autokill,
+            case(
+                s,
+                "PIDFD_AUTOKILL | AUTOREAP, no PIDFD",
+                exit_0().flags(autoreap | autokill),
+                EINVAL,
+            ),
+        ),
+        new(
+            autokill,
+            case(
+                s,
+                "PIDFD_AUTOKILL | PIDFD, no AUTOREAP",
+                sigchld().pidfd().flags(autokill),
+                EINVAL,
+            ),
+        ),
+        new(
+            autokill,
+            thread("PIDFD_AUTOKILL | THREAD (a thread)", Flags::PIDFD | autoreap | autokill),
+        ),
+        new(
+            autokill,
+            Case {
+                maker: Maker::Nobody,
+                ..case(
+                    s,
+                    "PIDFD_AUTOKILL, no NNP, uid 65534",
+                    exit_0().pidfd().flags(autoreap | autokill),
+                    Expect::Fails(Errno::EPERM),
+                )
+            },
+        ),
+        new(
+            Flags::EMPTY_MNTNS,
+            case(e, "EMPTY_MNTNS | CLONE_FS", empty().flags(Flags::FS), EINVAL),
+        ),
+        new(
+            Flags::EMPTY_MNTNS,
+            Case {
+                maker: Maker::Nobody,
+                ..case(e, "EMPTY_MNTNS, uid 65534", empty(), Expect::Fails(Errno::EPERM))
+            },
+        ),
+    ]
 }
 
 /// cgroup/test_core.c's CLONE_INTO_CGROUP cases, and the cgroup code's own refusals.
@@ -277,7 +922,7 @@ fn cgroup_cases(targets: &Targets) -> Vec<Case> {
     use Expect::{Child, Fails, FailsSomehow};
     let into = |fd: &'static OwnedFd| sigchld().into_cgroup(fd);
     let (core, fork) = ("cgroup/test_core.c", "cgroup.c cgroup_css_set_fork");
-    let rows = [
+    let mut rows = vec![
         case(core, "CLONE_INTO_CGROUP, an empty leaf", into(targets.empty_leaf), Child),
         case(core, "CLONE_INTO_CGROUP, a removed cgroup", into(targets.removed), FailsSomehow),
         case(
@@ -292,19 +937,43 @@ fn cgroup_cases(targets: &Targets) -> Vec<Case> {
             into(targets.subtree_control_set),
             FailsSomehow,
         ),
+        // The removed cgroup's directory is no cgroup online: the lookup of the descriptor
+        // fails (css_tryget_online_from_dir) before the ENODEV of a dead cgroup is reached.
+        case(
+            "cgroup.c css_tryget_online_from_dir",
+            "CLONE_INTO_CGROUP, a removed cgroup",
+            into(targets.removed),
+            Fails(Errno::ENOENT),
+        ),
         case(
             fork,
             "CLONE_INTO_CGROUP, / (not a cgroup)",
             into(targets.not_a_cgroup),
             Fails(Errno::EBADF),
         ),
+        case(
+            fork,
+            "CLONE_INTO_CGROUP, fd not open",
+            Probe::from(sigchld()).cgroup_value(i32::MAX as u64),
+            Fails(Errno::EBADF),
+        ),
         Case {
-            as_nobody: true,
+            maker: Maker::Nobody,
             ..case(
                 "cgroup.c cgroup_may_write",
                 "CLONE_INTO_CGROUP, uid 65534",
                 into(targets.empty_leaf),
                 Fails(Errno::EACCES),
+            )
+        },
+        // One of another domain than ours: a thread must stay in its process's domain.
+        Case {
+            call: Call::Thread { flags: nptl_flags(), into: Some(targets.empty_leaf) },
+            ..case(
+                "cgroup.c cgroup_attach_permissions",
+                "CLONE_THREAD into another domain",
+                sigchld(),
+                Fails(Errno::EOPNOTSUPP),
             )
         },
         case(
@@ -320,22 +989,71 @@ fn cgroup_cases(targets: &Targets) -> Vec<Case> {
             EINVAL,
         ),
     ];
-    rows.into_iter().map(|row| Case { needs: Needs::IntoCgroup, ..row }).collect()
+    // A directory of a cgroup v1 hierarchy: cgroup_get_from_file takes the default (v2) one
+    // only. Where none is mounted, the row says so.
+    let v1 = match targets.cgroup_v1 {
+        Some(dir) => Case {
+            needs: Needs::CgroupV1,
+            ..case(
+                "cgroup.c cgroup_get_from_file",
+                "CLONE_INTO_CGROUP, a cgroup v1 dir",
+                into(dir),
+                Fails(Errno::EBADF),
+            )
+        },
+        None => Case {
+            needs: Needs::CgroupV1,
+            ..case(
+                "cgroup.c cgroup_get_from_file",
+                "CLONE_INTO_CGROUP, a cgroup v1 dir",
+                sigchld(),
+                Fails(Errno::EBADF),
+            )
+        },
+    };
+    rows.push(v1);
+    rows.into_iter()
+        .map(|row| match row.needs {
+            Needs::Nothing => Case { needs: Needs::IntoCgroup, ..row },
+            _ => row,
+        })
+        .collect()
 }
 
 /// The refusals of kernel/fork.c's clone3 path (and nsproxy.c's) that no selftest makes, each
-/// labelled with the function it is in.
-fn kernel_cases() -> Vec<Case> {
+/// labelled with the function that decides it.
+fn kernel_cases(_: &Targets) -> Vec<Case> {
     let exit_0 = || CloneArgs::with_exit_signal(0);
     let page = clone_cgroup::memory::page_size() as u64;
     let args = "fork.c copy_clone_args_from_user";
     let (valid, stack, process) =
         ("fork.c clone3_args_valid", "fork.c clone3_stack_valid", "fork.c copy_process");
-    // The 7.1 flags' rows say EINVAL on older kernels too, for an unknown flag.
-    let new = "fork.c copy_process (7.1)";
     let ipc_sem = Flags::NEWIPC | Flags::SYSVSEM;
+    let thread = |input: &str, flags: Flags| Case {
+        call: Call::Thread { flags, into: None },
+        ..case(process, input, sigchld(), EINVAL)
+    };
+    let efault = Expect::Fails(Errno::EFAULT);
     vec![
         case(args, "set_tid_size 1, no set_tid", sigchld().set_tid_size(1), EINVAL),
+        case(
+            args,
+            "set_tid given, set_tid_size 0",
+            Probe::from(sigchld()).set_tid_raw(UNMAPPED, 0),
+            EINVAL,
+        ),
+        case(
+            args,
+            "set_tid in memory that is not there",
+            Probe::from(sigchld()).set_tid_raw(UNMAPPED, 1),
+            efault,
+        ),
+        case(
+            args,
+            "the struct in memory that is not there",
+            Probe::from(sigchld()).args_at(UNMAPPED),
+            efault,
+        ),
         case(valid, "an unknown flag, bit 38", sigchld().flags(Flags(1 << 38)), EINVAL),
         case(valid, "CLONE_DETACHED (clone ignores it)", sigchld().flags(Flags::DETACHED), EINVAL),
         case(
@@ -348,6 +1066,7 @@ fn kernel_cases() -> Vec<Case> {
         case(valid, "CLONE_PARENT, exit_signal SIGCHLD", sigchld().flags(Flags::PARENT), EINVAL),
         case(stack, "stack_size without a stack", sigchld().stack(0, 4096), EINVAL),
         case(stack, "a stack without stack_size", sigchld().stack(page, 0), EINVAL),
+        case(stack, "a stack in the kernel's half", sigchld().stack(KERNEL_HALF, page), EINVAL),
         case(process, "CLONE_NEWNS | CLONE_FS", sigchld().flags(Flags::NEWNS | Flags::FS), EINVAL),
         case(
             process,
@@ -362,19 +1081,35 @@ fn kernel_cases() -> Vec<Case> {
             EINVAL,
         ),
         case(process, "CLONE_SIGHAND without CLONE_VM", sigchld().flags(Flags::SIGHAND), EINVAL),
-        case(new, "CLONE_AUTOREAP, exit_signal SIGCHLD", sigchld().flags(Flags::AUTOREAP), EINVAL),
-        case(
-            new,
-            "PIDFD_AUTOKILL | AUTOREAP, no PIDFD",
-            exit_0().flags(Flags::AUTOREAP | Flags::PIDFD_AUTOKILL),
-            EINVAL,
+        thread("CLONE_THREAD | CLONE_NEWPID (a thread)", nptl_flags() | Flags::NEWPID),
+        // Without CLONE_FS, whose check beside CLONE_NEWUSER would come first.
+        thread(
+            "CLONE_THREAD | CLONE_NEWUSER (a thread)",
+            nptl_flags().without(Flags::FS) | Flags::NEWUSER,
         ),
+        Case {
+            maker: Maker::AfterUnsharePid,
+            ..thread("CLONE_THREAD after unshare(NEWPID)", nptl_flags())
+        },
+        Case {
+            maker: Maker::InitOfNewPidNamespace,
+            ..case(
+                process,
+                "CLONE_PARENT from a PID ns init",
+                exit_0().flags(Flags::PARENT),
+                EINVAL,
+            )
+        },
         case(
-            new,
-            "PIDFD_AUTOKILL | PIDFD, no AUTOREAP",
-            sigchld().pidfd().flags(Flags::PIDFD_AUTOKILL),
-            EINVAL,
+            process,
+            "CLONE_PIDFD, pidfd in memory not there",
+            Probe::from(sigchld()).pidfd_at(UNMAPPED),
+            efault,
         ),
+        Case {
+            maker: Maker::NobodyWithNoProcessesLeft,
+            ..case(process, "uid 65534, RLIMIT_NPROC 0", sigchld(), Expect::Fails(Errno::EAGAIN))
+        },
         case(
             "fork.c kernel_clone",
             "PIDFD, PARENT_SETTID at its word",
@@ -387,129 +1122,14 @@ fn kernel_cases() -> Vec<Case> {
             sigchld().flags(ipc_sem),
             EINVAL,
         ),
+        Case {
+            maker: Maker::Nobody,
+            ..case(
+                "nsproxy.c copy_namespaces",
+                "CLONE_NEWPID, uid 65534",
+                sigchld().flags(Flags::NEWPID),
+                Expect::Fails(Errno::EPERM),
+            )
+        },
     ]
-}
-
-fn shown(result: &Result<Outcome, Errno>) -> String {
-    match result {
-        Ok(Outcome::Exited(0)) => "child".to_string(),
-        Ok(outcome) => format!("child {outcome}"),
-        Err(errno) => format!("{errno:?}"),
-    }
-}
-
-fn run(args: &[String]) -> Result<Summary, Error> {
-    no_options(args)?;
-    if !geteuid().is_root() {
-        return Err(Error::cannot_run(
-            "set_tid, CLONE_NEWPID and cgroups need root: run it with sudo",
-        ));
-    }
-    let me = getpid();
-    // What clone3 itself needs: a kernel that has it.
-    if let Err(errno) = try_clone3(&CloneArgs::new(Signal::SIGCHLD).into())? {
-        return Err(Error::cannot_run(not_offered(errno).unwrap_or("clone3 fails here")));
-    }
-
-    // SIGINT, SIGTERM and SIGHUP wait, blocked, until the stage is removed (a run takes well
-    // under a second); the run then ends with 128 + the signal.
-    let _watch = SignalWatch::interruptions_only()?;
-
-    // 1. The stage: a cgroup of our own with the targets of the CLONE_INTO_CGROUP cases, a pid
-    //    that has just been freed, and the largest pid.
-    let (base, notes) = cgroup::prepare("stage", "memory", None, None)?;
-    let (busy, more) = cgroup::prepare("busy", "memory", None, None)?;
-    for note in notes.into_iter().chain(more) {
-        println!("parent[{me}]: 1. {note}");
-    }
-    let targets = targets(&base, &busy);
-    let pid_max = fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(32768);
-    let freed = freed_pid()?;
-    println!("parent[{me}]: 1. pid_max {pid_max}; pid {freed} has just been freed");
-    // Whether this kernel knows set_tid (5.5): a set_tid of a free pid is accepted, or E2BIG.
-    let takes_set_tid = match try_clone3(&CloneArgs::new(Signal::SIGCHLD).set_tid(&[freed]).into())?
-    {
-        Ok(_) => true,
-        Err(Errno::E2BIG) => false,
-        Err(errno) => return Err(Error::Failed(format!("clone3 with set_tid [{freed}]: {errno}"))),
-    };
-
-    // 2. Each case through CloneArgs, as it is; a child that is created exits 0 at once.
-    let rows = match &targets {
-        Ok(targets) => cases(targets, pid_max, freed),
-        Err(e) => {
-            remove_targets(&base, &busy);
-            return Err(Error::Failed(format!("the cgroups of the CLONE_INTO_CGROUP cases: {e}")));
-        }
-    };
-    println!("parent[{me}]: 2. {} cases:", rows.len());
-    println!("    {:<33} {:<40} {:<14} {:<14}", "source", "input", "expected", "seen");
-    let mut mismatched = Vec::new();
-    let mut clone_failed = Ok(());
-    for (i, row) in rows.iter().enumerate() {
-        // The stage is removed below whatever happens here.
-        let result = match try_case(row) {
-            Ok(result) => result,
-            Err(e) => {
-                clone_failed = Err(e);
-                break;
-            }
-        };
-        let expected = match row.expect {
-            Expect::Child => "child".to_string(),
-            Expect::Fails(errno) => format!("{errno:?}"),
-            Expect::FailsSomehow => "an error".to_string(),
-        };
-        let seen = shown(&result);
-        let matched = seen == expected || (row.expect == Expect::FailsSomehow && result.is_err());
-        // A field or flag this kernel does not know: too old, not wrong. E2BIG for the cgroup
-        // field says so itself; CLONE_CLEAR_SIGHAND came with set_tid (5.5), whose absence says
-        // so where the flag alone would only give EINVAL.
-        let predates = match (row.needs, &result) {
-            (Needs::ClearSighand, Err(Errno::EINVAL)) if !takes_set_tid => {
-                Some("CLONE_CLEAR_SIGHAND (5.5)")
-            }
-            (Needs::IntoCgroup, Err(Errno::E2BIG)) => Some("CLONE_INTO_CGROUP (5.7)"),
-            _ => None,
-        };
-        let verdict = match predates {
-            Some(feature) => format!("not offered by this kernel: {feature}"),
-            None if matched => "as expected".to_string(),
-            None => {
-                mismatched.push(i + 1);
-                "NOT AS EXPECTED".to_string()
-            }
-        };
-        println!("    {:<33} {:<40} {expected:<14} {seen:<14} {verdict}", row.source, row.input);
-    }
-
-    // 3. Remove the stage.
-    remove_targets(&base, &busy);
-    for cgroup in [base, busy] {
-        if let Some(path) = cgroup.remove()? {
-            println!("parent[{me}]: 3. removed {}", path.display());
-        }
-    }
-    clone_failed?;
-    if !mismatched.is_empty() {
-        println!("parent[{me}]: NOT AS CLAIMED: rows {mismatched:?} differ from the selftests");
-    }
-    Ok(Summary::new(SCENARIO.name, Verdict::of(mismatched.is_empty()))
-        .field("cases", rows.len())
-        .field("as_expected", rows.len() - mismatched.len())
-        .field(
-            "mismatched",
-            if mismatched.is_empty() {
-                "none".to_string()
-            } else {
-                mismatched.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
-            },
-        ))
-}
-
-fn main() -> ExitCode {
-    SCENARIO.main(run)
 }
