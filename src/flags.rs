@@ -42,7 +42,7 @@ clone_flags! {
     SETTLS = 0x80000, "the child's thread pointer is `clone_args.tls`.";
     PARENT_SETTID = 0x100000, "store the child's tid at `clone_args.parent_tid`, in the parent.";
     CHILD_CLEARTID = 0x200000, "at the child's end, zero `clone_args.child_tid` and wake its futex.";
-    DETACHED = 0x400000, "obsolete, ignored by `clone`; `clone3` refuses it.";
+    DETACHED = 0x400000, "no effect since 2.6.0; `clone` ignores it but beside `PIDFD` (EINVAL), `clone3` refuses it.";
     UNTRACED = 0x800000, "a tracer cannot force `PTRACE` onto the child.";
     CHILD_SETTID = 0x1000000, "store the child's tid at `clone_args.child_tid`, in the child.";
     NEWCGROUP = 0x2000000, "a new cgroup namespace.";
