@@ -129,9 +129,28 @@ mount -t devtmpfs devtmpfs /dev
 chmod 1777 /tmp  # no tmpfs here: the build tree may itself live under /tmp
 mkdir -p /sys/fs/cgroup
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# tracefs, for --trace (a kernel built without it leaves the directory missing; --trace says so).
+mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
 # A named cgroup v1 hierarchy, with no controller, for the clone3_args case that points
 # CLONE_INTO_CGROUP at one; where this kernel mounts none, that case says so.
 mkdir /tmp/cgroup-v1 && { mount -t cgroup -o none,name=clone-cgroup cgroup /tmp/cgroup-v1 2>/dev/null || rmdir /tmp/cgroup-v1; }
+# Enabling a trace event, or a trace'"'"'s pid filter, turns on code by patching the running
+# kernel (static keys), as the memory controller does (see the test task): under TCG a CPU
+# running code another CPU patches can take the patch'"'"'s int3 for a fault (seen on 7.2, two
+# CPUs, as --trace started). So an instance that records nothing (tracing_on 0) keeps every
+# event --trace uses, and a pid filter, enabled until poweroff: a run'"'"'s own instance then
+# only adds to what is on, and nothing is patched.
+keys=/sys/kernel/tracing/instances/vm-static-keys
+if mkdir "$keys" 2>/dev/null; then
+    echo 0 > "$keys/tracing_on"; echo 1 > "$keys/options/event-fork"; echo 1 > "$keys/set_event_pid"
+    for event in task/task_newtask sched/sched_process_fork sched/sched_process_exec \
+        sched/sched_process_exit sched/sched_process_wait signal/signal_generate \
+        signal/signal_deliver oom/mark_victim raw_syscalls/sys_exit cgroup/cgroup_mkdir \
+        cgroup/cgroup_rmdir cgroup/cgroup_attach_task cgroup/cgroup_notify_populated \
+        cgroup/cgroup_freeze cgroup/cgroup_unfreeze cgroup/cgroup_notify_frozen; do
+        [ -e "$keys/events/$event/enable" ] && echo 1 > "$keys/events/$event/enable"
+    done
+fi
 export PATH=/bin HOME=/tmp RUST_BACKTRACE=1
 echo "@@vm-up $(uname -r) cpus=$(nproc) controllers=$(tr " " , < /sys/fs/cgroup/cgroup.controllers)"
 . /task
@@ -281,7 +300,9 @@ boot() {
         arm64) append="console=ttyAMA0" ;;
     esac
     append="$append rdinit=/init panic=-1 quiet loglevel=$loglevel"
-    [ -n "$tsc_khz" ] && append="$append tsc_early_khz=$tsc_khz"
+    # tsc=reliable: without it 5.10 under TCG keeps its clock on jiffies (refined-jiffies, 4 ms
+    # steps), and a trace's events within one step lose their order across CPUs.
+    [ -n "$tsc_khz" ] && append="$append tsc_early_khz=$tsc_khz tsc=reliable"
     # Words without a dot that the kernel does not know go to /init as its environment.
     append="$append QUICK=$quick TEST_THREADS=$test_threads"
     [ -n "$test_args" ] && append="$append TEST_ARGS=$test_args"

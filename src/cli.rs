@@ -21,6 +21,8 @@ use std::time::Duration;
 use crate::cgroup::{self, Cgroup, MemoryEvents, MemoryEvidence};
 use crate::process::Outcome;
 use crate::sync;
+use crate::trace::timeline::Timeline;
+use crate::trace::{svg, Trace, What};
 use crate::Error;
 use nix::sys::signal::Signal;
 
@@ -55,20 +57,20 @@ pub struct Scenario {
 impl Scenario {
     /// The `--help` text.
     pub fn help(&self) -> String {
+        let (name, version) = (self.name, env!("CARGO_PKG_VERSION"));
+        let every_binary =
+            "  -h, --help           print this help\n  -V, --version        print the version\n";
         format!(
-            "{} {}\n\n{}\n\nUsage: {} [OPTIONS]\n\nOptions:\n{}  -h, --help           print \
-             this help\n  -V, --version        print the version\n\n{EXIT_STATUS_HELP}\n",
-            self.name,
-            env!("CARGO_PKG_VERSION"),
-            self.about,
-            self.name,
-            self.options
+            "{name} {version}\n\n{}\n\nUsage: {name} [OPTIONS]\n\nOptions:\n{}{TRACE_OPTIONS_HELP}{every_binary}\n\
+             {EXIT_STATUS_HELP}\n",
+            self.about, self.options
         )
     }
 
-    /// Whether option `name` takes a value, as its line in [`options`](Self::options) says.
+    /// Whether option `name` takes a value, as its line in [`options`](Self::options) (or in
+    /// the options every binary has) says.
     fn takes_value(&self, name: &str) -> bool {
-        self.options.lines().any(|line| {
+        self.options.lines().chain(TRACE_OPTIONS_HELP.lines()).any(|line| {
             let mut words = line.split_whitespace().map(|w| w.trim_end_matches(','));
             let names: Vec<&str> = words.by_ref().take_while(|w| w.starts_with('-')).collect();
             let placeholder = line.split_whitespace().nth(names.len());
@@ -110,7 +112,15 @@ impl Scenario {
                 print!("{text}");
                 Ok(None)
             }
-            None => run(&args).map(Some),
+            None => {
+                let (request, args) = TraceRequest::take(&args)?;
+                let tracing = request.start()?;
+                let ran = run(&args);
+                if let Some(tracing) = tracing {
+                    tracing.show(self.name, &ran)?;
+                }
+                ran.map(Some)
+            }
         });
         match result {
             Ok(None) => ExitCode::SUCCESS,
@@ -124,6 +134,103 @@ impl Scenario {
             },
             Err(error) => report_error(self.name, &error),
         }
+    }
+}
+
+/// The options of `--trace`, which every binary takes, as `--help` lists them.
+pub const TRACE_OPTIONS_HELP: &str =
+    "      --trace          after the story, print the kernel's own record of it: its
+                       processes' births, cgroups, signals, ends and waits, in one
+                       timeline with the story's steps (root; tracefs)
+      --trace-svg FILE the same timeline as a picture, written to FILE (implies --trace)
+";
+
+/// What the options `--trace` and `--trace-svg FILE` ask for.
+struct TraceRequest {
+    wanted: bool,
+    svg: Option<PathBuf>,
+}
+
+/// A traced run: its trace, and where its picture goes.
+struct Tracing {
+    trace: Trace,
+    svg: Option<PathBuf>,
+}
+
+impl TraceRequest {
+    /// Takes `--trace` and `--trace-svg FILE` out of `args`: the rest is the scenario's own.
+    fn take(args: &[String]) -> Result<(TraceRequest, Vec<String>), Error> {
+        let mut request = TraceRequest { wanted: false, svg: None };
+        let mut rest = Vec::new();
+        let mut words = args.iter();
+        while let Some(word) = words.next() {
+            match word.split_once('=') {
+                _ if word == "--trace" => request.wanted = true,
+                Some(("--trace-svg", file)) => request.svg = Some(PathBuf::from(file)),
+                _ if word == "--trace-svg" => match words.next() {
+                    Some(file) => request.svg = Some(PathBuf::from(file)),
+                    None => return Err(Error::Usage("--trace-svg needs a file".into())),
+                },
+                _ => rest.push(word.clone()),
+            }
+        }
+        request.wanted |= request.svg.is_some();
+        Ok((request, rest))
+    }
+
+    /// Starts the trace, where one is asked for: refused (exit 2) before the story where it
+    /// cannot work, or where the picture cannot be written. SIGINT, SIGTERM and SIGHUP wait,
+    /// blocked, until the instance is made, so that none can come between its making and the
+    /// guard that removes it.
+    fn start(self) -> Result<Option<Tracing>, Error> {
+        if !self.wanted {
+            return Ok(None);
+        }
+        if let Some(file) = &self.svg {
+            std::fs::write(file, "").map_err(|e| {
+                Error::Usage(format!("--trace-svg {}: cannot write it: {e}", file.display()))
+            })?;
+        }
+        let watch = sync::SignalWatch::interruptions_only()?;
+        let trace = Trace::start()?;
+        watch.stop_if_interrupted()?;
+        Ok(Some(Tracing { trace, svg: self.svg }))
+    }
+}
+
+impl Tracing {
+    /// After the story: its timeline, before the summary line (which stays last), and its
+    /// picture; nothing for a run that was interrupted or could not run (the instance goes
+    /// all the same).
+    fn show(self, name: &str, ran: &Result<Summary, Error>) -> Result<(), Error> {
+        if matches!(ran, Err(Error::Interrupted(_) | Error::CannotRun(_) | Error::Usage(_))) {
+            return Ok(());
+        }
+        let record = self.trace.finish()?;
+        let timeline = Timeline::new(record.events, nix::unistd::getpid());
+        let stories = timeline.events.iter().filter(|e| matches!(e.what, What::Story(_))).count();
+        println!(
+            "--- the kernel's trace of this run (tracefs instance {}): {} events, {stories} of \
+             them the story's lines",
+            record.instance,
+            timeline.events.len()
+        );
+        for note in &record.notes {
+            println!("    note: {note}");
+        }
+        for line in timeline.lines() {
+            println!("{line}");
+        }
+        println!("--- end of the trace");
+        if let Some(file) = &self.svg {
+            let release = nix::sys::utsname::uname()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let title = format!("{name} on Linux {release}: what the kernel recorded");
+            std::fs::write(file, svg::picture(&timeline, &title))
+                .map_err(|e| Error::io(&format!("failed to write {}", file.display()), e))?;
+        }
+        Ok(())
     }
 }
 
@@ -496,17 +603,17 @@ impl Claim {
         let ended_as_claimed = self.holds(outcome, evidence.events);
         if !ended_as_claimed {
             let oom_kill = evidence.events.oom_kill;
-            println!(
+            crate::say!(
                 "parent[{me}]: NOT AS CLAIMED: expected {}; the child {outcome} (memory.events \
                  oom_kill {oom_kill})",
                 self.expectation()
             );
-            println!(
+            crate::say!(
                 "parent[{me}]:    still charged after the child's end: {}",
                 evidence.still_charged
             );
         } else if let Some(why) = placement_failed {
-            println!(
+            crate::say!(
                 "parent[{me}]: NOT AS CLAIMED: the child {outcome}, as claimed, but this run does \
                  not show the lesson: {why}"
             );

@@ -116,6 +116,15 @@ impl<'a> CloneArgs<'a> {
         &self.raw
     }
 
+    /// Where the run is traced, writes to the trace where a child born with
+    /// `CLONE_INTO_CGROUP` was born (see [`mark_born_in`](crate::process::say)), after clone3
+    /// returned it. Allocates nothing.
+    pub(crate) fn mark_birth(&self, child: Pid) {
+        if let Some(fd) = self.cgroup.filter(|_| self.flag_set().contains(Flags::INTO_CGROUP)) {
+            crate::process::say::mark_born_in(child.as_raw(), fd.as_raw_fd());
+        }
+    }
+
     /// The struct as the kernel will read it, with its pointers filled in.
     pub(crate) fn fill(&self, pidfd_out: &mut libc::c_int) -> libc::clone_args {
         let mut args = self.raw;
@@ -208,6 +217,7 @@ pub unsafe fn clone3_child_unchecked(
         }
         pid_or_errno(ret)
     })?;
+    args.mark_birth(pid);
     Ok(child_of(args, pid, pidfd))
 }
 
@@ -248,6 +258,7 @@ pub unsafe fn clone3_child_on_stack<F: FnMut() -> i32>(
             Ok(ret as libc::pid_t)
         }
     })?;
+    args.mark_birth(pid);
     Ok(child_of(args, pid, pidfd))
 }
 

@@ -173,6 +173,11 @@ pub fn try_clone3_running(
         }
         pid_or_errno(ret)
     });
+    if let Ok(pid) = &created {
+        if Flags(filled.args.flags).contains(Flags::INTO_CGROUP) {
+            crate::process::say::mark_born_in(pid.as_raw(), filled.args.cgroup as libc::c_int);
+        }
+    }
     match created {
         // Accepted after all: the pidfd word holds the tid, or lies elsewhere; no descriptor
         // of ours to take.

@@ -118,6 +118,7 @@ pub mod spawn;
 pub mod sync;
 #[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"))]
 pub mod thread;
+pub mod trace;
 pub mod wait_raw;
 
 /// Everything that can stop a scenario, each mapped to one exit status.

@@ -82,6 +82,46 @@ fn the_other_root_only_scenarios_refuse_a_user_without_root() {
 }
 
 #[test]
+fn trace_refuses_a_user_without_root_before_the_story() {
+    let run = run_as_nobody("fork_waitpid", &["--trace"]);
+    assert_refused(&run, "--trace needs root: tracefs belongs to root (run it with sudo)");
+    assert!(!run.stdout.contains("calling fork"), "{run}");
+}
+
+#[test]
+#[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
+fn trace_refuses_a_machine_without_tracefs_and_names_the_mount() {
+    require_cgroup2();
+    let mut command = Command::new(bin("fork_waitpid"));
+    command.arg("--trace");
+    // SAFETY: between fork and exec, only system calls: a mount namespace of the command's
+    // own, where tracefs is not mounted (where it was, it is detached; where not, EINVAL).
+    unsafe {
+        command.pre_exec(|| {
+            use nix::mount::{mount, umount2, MntFlags, MsFlags};
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )?;
+            for path in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing", "/sys/kernel/debug"] {
+                let _ = umount2(path, MntFlags::MNT_DETACH);
+            }
+            Ok(())
+        });
+    }
+    let run = run_command(&mut command);
+    assert_refused(
+        &run,
+        "no tracefs is mounted: mount it with `mount -t tracefs nodev /sys/kernel/tracing`",
+    );
+    assert!(!run.stdout.contains("calling fork"), "{run}");
+}
+
+#[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn clone_waitpid_names_the_sysctls_when_user_namespaces_are_restricted() {
     require_cgroup2();

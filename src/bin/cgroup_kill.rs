@@ -45,6 +45,7 @@ use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
 use clone_cgroup::memory::{Reservation, CHILD_SETUP_FAILED};
 use clone_cgroup::process::{fork_child, Child, Outcome};
+use clone_cgroup::say;
 use clone_cgroup::sync::{await_go, send, SignalWatch};
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -79,7 +80,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let watch = SignalWatch::install()?;
     let (cgroup, notes) = cgroup::prepare("freeze-kill", "memory", None, None)?;
     for note in notes {
-        println!("parent[{me}]: 1. {note}");
+        say!("parent[{me}]: 1. {note}");
     }
     set_child_subreaper(true).map_err(|e| Error::sys("prctl(PR_SET_CHILD_SUBREAPER)", e))?;
     let dir = cgroup.open_path()?;
@@ -98,7 +99,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         .iter()
         .filter(|c| !matches!(waitid(Id::Pid(c.pid()), stop), Ok(WaitStatus::StillAlive) | Err(_)))
         .count();
-    println!(
+    say!(
         "parent[{me}]: 2. test_cgfreezer_simple: {CHILDREN} children; cgroup.freeze 1: frozen {}; \
          waits that report a stop: {stops_reported}",
         u8::from(frozen)
@@ -106,7 +107,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     cgroup.write("cgroup.freeze", "0")?;
     let thawed = until_event(&cgroup, "frozen", 0, Duration::from_secs(5))?;
     drop(thaw);
-    println!("parent[{me}]: 2. cgroup.freeze 0: frozen {}", u8::from(!thawed));
+    say!("parent[{me}]: 2. cgroup.freeze 0: frozen {}", u8::from(!thawed));
     watch.stop_if_interrupted()?;
 
     // 3. test_cgkill_simple: one write ends every process of the cgroup, with SIGKILL.
@@ -115,7 +116,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     if has_kill {
         cgroup.write("cgroup.kill", "1")?;
         let killed = reap_killed(children)?;
-        println!(
+        say!(
             "parent[{me}]: 3. test_cgkill_simple: cgroup.kill 1: {killed} of {CHILDREN} ended by \
              SIGKILL"
         );
@@ -125,9 +126,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         //    descendants; orphaned by its death, they are ours to reap.
         let killed = kill_a_forkbomb()?;
         for note in &killed.notes {
-            println!("parent[{me}]: 4. {note}");
+            say!("parent[{me}]: 4. {note}");
         }
-        println!(
+        say!(
             "parent[{me}]: 4. test_cgkill_forkbomb: {} processes when cgroup.kill 1 was written; \
              populated {}; reaped {}, {} ended by SIGKILL",
             killed.processes_at_kill,
@@ -142,26 +143,26 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         //    compares two counts of kills, and which two decides whether a child lives.
         let births = births_after_a_kill()?;
         for note in &births.notes {
-            println!("parent[{me}]: 5. {note}");
+            say!("parent[{me}]: 5. {note}");
         }
         for case in &births.cases {
-            println!(
+            say!(
                 "parent[{me}]: 5. a child born into {} from a parent in {}: {}",
-                case.target, case.parent, case.ended
+                case.target,
+                case.parent,
+                case.ended
             );
         }
-        println!("parent[{me}]: 5. {}", births.reading().words());
+        say!("parent[{me}]: 5. {}", births.reading().words());
         birth = Some(births);
     } else {
         for child in &children {
             send(child.pid(), Signal::SIGUSR1)?;
         }
         reap_killed(children)?;
-        println!("parent[{me}]: 3. cgroup.kill is not offered by this kernel (5.14 brings it)");
-        println!("parent[{me}]: 4. test_cgkill_forkbomb: not shown without cgroup.kill");
-        println!(
-            "parent[{me}]: 5. a child born into a killed cgroup: not shown without cgroup.kill"
-        );
+        say!("parent[{me}]: 3. cgroup.kill is not offered by this kernel (5.14 brings it)");
+        say!("parent[{me}]: 4. test_cgkill_forkbomb: not shown without cgroup.kill");
+        say!("parent[{me}]: 5. a child born into a killed cgroup: not shown without cgroup.kill");
     }
     watch.stop_if_interrupted()?;
 
@@ -169,7 +170,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     //    memory.oom.group 0 (the OOM killer takes one), then with 1 (it takes the group).
     let (oom_cgroup, notes) = cgroup::prepare("oom-group", "memory", None, None)?;
     for note in notes {
-        println!("parent[{me}]: 6. {note}");
+        say!("parent[{me}]: 6. {note}");
     }
     oom_cgroup.write("memory.max", "32M")?;
     if oom_cgroup.has_file("memory.swap.max") {
@@ -182,17 +183,19 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     for (setting, round) in [(0, &alone), (1, &group)] {
         let group_kills =
             round.group_kills.map_or(String::new(), |n| format!(", oom_group_kill +{n}"));
-        println!(
+        say!(
             "parent[{me}]: 6. memory.oom.group {setting}: the hog {}; bystanders killed: {} of 2; \
              memory.events oom_kill +{}{group_kills}",
-            round.hog, round.bystanders_killed, round.oom_kills
+            round.hog,
+            round.bystanders_killed,
+            round.oom_kills
         );
     }
 
     // 7. Remove the cgroups: every process they held has been reaped.
     for cgroup in [cgroup, oom_cgroup] {
         if let Some(path) = cgroup.remove()? {
-            println!("parent[{me}]: 7. removed {}", path.display());
+            say!("parent[{me}]: 7. removed {}", path.display());
         }
     }
 
@@ -213,7 +216,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         && alone.as_claimed(false)
         && group.as_claimed(true);
     if !holds {
-        println!("parent[{me}]: NOT AS CLAIMED: the cgroup did not act on its processes so");
+        say!("parent[{me}]: NOT AS CLAIMED: the cgroup did not act on its processes so");
     }
     let none = || "none".to_string();
     Ok(Summary::new(SCENARIO.name, Verdict::of(holds))

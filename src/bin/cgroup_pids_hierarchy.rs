@@ -23,6 +23,7 @@ use clone_cgroup::child_say;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
 use clone_cgroup::process::{die_with_parent, fork_child, Child, Waited};
+use clone_cgroup::say;
 use clone_cgroup::sync::{self, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -50,7 +51,7 @@ fn hold_threads() -> ExitCode {
     for _ in 1..THREADS {
         std::thread::spawn(|| std::thread::sleep(TIMEOUT));
     }
-    println!("holding {THREADS} threads");
+    say!("holding {THREADS} threads");
     std::thread::sleep(TIMEOUT);
     ExitCode::SUCCESS
 }
@@ -172,12 +173,12 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     // 1. The parent cgroup (pids.max = 2) and a child cgroup in it (pids.max = max).
     let (parent, notes) = cgroup::prepare("pids-parent", "pids", None, None)?;
     for note in notes {
-        println!("parent[{me}]: 1. {note}");
+        say!("parent[{me}]: 1. {note}");
     }
     parent.write("pids.max", &PARENT_MAX.to_string())?;
     parent.write("cgroup.subtree_control", "+pids")?;
     let (child_cgroup, _) = cgroup::prepare("pids-child", "pids", Some(parent.path()), None)?;
-    println!(
+    say!(
         "parent[{me}]: 1. {} pids.max = {}; {} pids.max = {}",
         parent.path().display(),
         parent.read("pids.max")?.trim(),
@@ -194,14 +195,12 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let clone_args = CloneArgs::new(Signal::SIGCHLD).pidfd().into_cgroup(&dir);
     let mut manager = clone3_child(&clone_args, manager)?;
     let pid = manager.pid();
-    println!(
-        "parent[{me}]: 2. clone3(CLONE_INTO_CGROUP) returned manager {pid} in the child cgroup"
-    );
+    say!("parent[{me}]: 2. clone3(CLONE_INTO_CGROUP) returned manager {pid} in the child cgroup");
     if manager.wait_for_signal(&watch, CHILD_TO_PARENT, TIMEOUT)? != Waited::SignalCame {
         return Err(Error::Failed(format!("manager {pid} never reported")));
     }
     let bound = parent.read_counter("pids.current")?;
-    println!("parent[{me}]: 2. the parent's limit bound the child cgroup: pids.current = {bound}");
+    say!("parent[{me}]: 2. the parent's limit bound the child cgroup: pids.current = {bound}");
 
     // 3. Moving in is not refused: two sleepers written to the child cgroup's cgroup.procs.
     let sleepers = [sleeper()?, sleeper()?];
@@ -209,7 +208,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         child_cgroup.add_process(s.pid())?;
     }
     let above = parent.read_counter("pids.current")?;
-    println!(
+    say!(
         "parent[{me}]: 3. moved {} and {} in: pids.current = {above} with pids.max = {PARENT_MAX}",
         sleepers[0].pid(),
         sleepers[1].pid()
@@ -219,7 +218,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     sync::send(pid, PARENT_TO_CHILD)?;
     let ended = manager.wait(&watch, TIMEOUT, |_| {})?;
     drop(sleepers);
-    println!("parent[{me}]: 4. waitid(P_PIDFD): {:?}", ended.status);
+    say!("parent[{me}]: 4. waitid(P_PIDFD): {:?}", ended.status);
 
     // 5. The refusals as the kernel counts them.
     let (parent_events, parent_local) =
@@ -228,17 +227,17 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         max_events(&child_cgroup, "pids.events")?,
         max_events(&child_cgroup, "pids.events.local")?,
     );
-    println!(
+    say!(
         "parent[{me}]: 5. parent cgroup pids.events: {}; pids.events.local: {}",
         shown(parent_events),
         shown(parent_local)
     );
-    println!(
+    say!(
         "parent[{me}]: 5. child cgroup pids.events: {}; pids.events.local: {}",
         shown(child_events),
         shown(child_local)
     );
-    println!(
+    say!(
         "parent[{me}]:    {}",
         if parent_local.is_some() {
             "counted in the cgroup whose limit refused the fork (hierarchical pids.events)"
@@ -251,7 +250,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     //    three threads; moved into a fresh cgroup, it is three tasks there.
     let (fresh, _) = cgroup::prepare("threads", "pids", None, None)?;
     let threads = tasks_counted_for_a_threaded_process(&fresh)?;
-    println!(
+    say!(
         "parent[{me}]: 6. a process of {THREADS} threads moved into {}: pids.current = {threads}",
         fresh.path().display()
     );
@@ -259,7 +258,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     // 7. Remove the cgroups, the child cgroup first.
     for cgroup in [fresh, child_cgroup, parent] {
         if let Some(path) = cgroup.remove()? {
-            println!("parent[{me}]: 7. removed {}", path.display());
+            say!("parent[{me}]: 7. removed {}", path.display());
         }
     }
 
@@ -276,7 +275,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         && counted
         && threads == THREADS;
     if !holds {
-        println!("parent[{me}]: NOT AS CLAIMED: the pids controller did not behave as documented");
+        say!("parent[{me}]: NOT AS CLAIMED: the pids controller did not behave as documented");
     }
     Ok(Summary::new(SCENARIO.name, Verdict::of(holds))
         .field("bound_by_parent", bound)

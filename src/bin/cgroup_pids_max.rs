@@ -20,6 +20,7 @@ use clone_cgroup::cli::{
 };
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
 use clone_cgroup::process::{die_with_parent, fork_child, Child, Outcome, Waited};
+use clone_cgroup::say;
 use clone_cgroup::sync::{self, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -116,10 +117,10 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let watch = SignalWatch::install()?;
     let (cgroup, notes) = cgroup::prepare("pids-max", "pids", parent.as_deref(), None)?;
     for note in notes {
-        println!("parent[{me}]: 1. {note}");
+        say!("parent[{me}]: 1. {note}");
     }
     cgroup.write("pids.max", &max.to_string())?;
-    println!("parent[{me}]: 1. pids.max = {}", cgroup.read("pids.max")?.trim());
+    say!("parent[{me}]: 1. pids.max = {}", cgroup.read("pids.max")?.trim());
 
     // 2. The manager is born inside the cgroup (clone3 with CLONE_INTO_CGROUP): it is task 1
     //    of N. Its list of children is allocated here, before it exists: a child allocates
@@ -131,14 +132,14 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let args = CloneArgs::new(Signal::SIGCHLD).pidfd().into_cgroup(&dir);
     let mut child = clone3_child(&args, manager)?;
     let pid = child.pid();
-    println!("parent[{me}]: 2. clone3(CLONE_INTO_CGROUP | CLONE_PIDFD) returned manager {pid}");
+    say!("parent[{me}]: 2. clone3(CLONE_INTO_CGROUP | CLONE_PIDFD) returned manager {pid}");
 
     // 4. At the peak: count the tasks as the kernel sees them, then let the manager go on.
     let mut counted = None;
     if child.wait_for_signal(&watch, CHILD_TO_PARENT, timeout)? == Waited::SignalCame {
         let current = cgroup.read_counter("pids.current")? as usize;
         let procs = cgroup.processes()?;
-        println!(
+        say!(
             "parent[{me}]: 4. got SIGUSR2: pids.current = {current}; cgroup.procs lists {} \
              pids: {procs:?}",
             procs.len()
@@ -146,19 +147,19 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         sync::send(pid, PARENT_TO_CHILD)?;
         counted = Some((current, procs.len()));
     } else {
-        println!("parent[{me}]: 4. the manager never reported a full cgroup");
+        say!("parent[{me}]: 4. the manager never reported a full cgroup");
     }
 
     // 6. The manager's end, and the kernel's count of refused forks.
     let ended = child.wait(&watch, timeout, |_| {})?;
-    println!("parent[{me}]: 6. waitid(P_PIDFD): {:?}", ended.status);
+    say!("parent[{me}]: 6. waitid(P_PIDFD): {:?}", ended.status);
     let events = cgroup.read("pids.events")?;
     let refused = cgroup.read_keyed("pids.events", "max")?.unwrap_or(0);
-    println!("parent[{me}]: 6. pids.events: {}", events.trim().replace('\n', ", "));
+    say!("parent[{me}]: 6. pids.events: {}", events.trim().replace('\n', ", "));
 
     // 7. Remove the cgroup: every process in it has been reaped, so rmdir finds it empty.
     if let Some(path) = cgroup.remove()? {
-        println!("parent[{me}]: 7. removed {}", path.display());
+        say!("parent[{me}]: 7. removed {}", path.display());
     }
 
     let peak_reported = match ended.outcome {
@@ -167,7 +168,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     };
     let holds = counted == Some((max, max)) && peak_reported == max && refused >= 1;
     if !holds {
-        println!(
+        say!(
             "parent[{me}]: NOT AS CLAIMED: expected {max} tasks at the peak, a manager that \
              saw EAGAIN, and pids.events max >= 1"
         );

@@ -30,6 +30,7 @@ use clone_cgroup::cgroup::Cgroup2Mount;
 use clone_cgroup::cli::{
     for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict,
 };
+use clone_cgroup::say;
 use clone_cgroup::sync::{send, SignalWatch};
 use clone_cgroup::Error;
 use nix::mount::{mount, MsFlags};
@@ -287,16 +288,20 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     // them; nothing is printed before it.
     let first = tally(&watch, CLONE3, &parent_args, 1)?;
 
-    println!("cgroup_race: {runs} runs per row and child, memory.max = 4096");
-    println!();
-    println!(
+    say!("cgroup_race: {runs} runs per row and child, memory.max = 4096");
+    say!("");
+    say!(
         "{:<28} {:>8}  {:>16}  {:>16}  {:>20}",
-        "placement", "delay", "small as claimed", "big as claimed", "clone to in cgroup"
+        "placement",
+        "delay",
+        "small as claimed",
+        "big as claimed",
+        "clone to in cgroup"
     );
     let row = |placement: &str, delay: &str, small: &Tally, big: &Tally, time: String| {
         let (s, b) =
             (format!("{}/{}", small.matched, small.runs), format!("{}/{}", big.matched, big.runs));
-        println!("{placement:<28} {delay:>8}  {s:>16}  {b:>16}  {time:>20}");
+        say!("{placement:<28} {delay:>8}  {s:>16}  {b:>16}  {time:>20}");
     };
     // Both children of a placement, `runs` times each.
     let pair = |story: &str, args: &[&str]| -> Result<(Tally, Tally), Error> {
@@ -331,7 +336,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         row("favordynmods, signal-synced", "-", &small, &big, median(&small, &big));
         "measured"
     } else {
-        println!("{:<28} {:>8}  not offered by this kernel", "favordynmods", "-");
+        say!("{:<28} {:>8}  not offered by this kernel", "favordynmods", "-");
         "not-offered"
     };
     if asked("clone3") {
@@ -340,13 +345,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         row("clone3", "-", &small, &big, "0 (born there)".into());
         rows += 1;
     }
-    println!();
-    println!(
-        "delayed: the child sleeps DELAY after its warm-up and the parent moves it at DELAY/2;"
-    );
-    println!(
-        "clone to in cgroup: the median time from clone returning to the move having been made."
-    );
+    say!("");
+    say!("delayed: the child sleeps DELAY after its warm-up and the parent moves it at DELAY/2;");
+    say!("clone to in cgroup: the median time from clone returning to the move having been made.");
     Ok(Summary::new(SCENARIO.name, Verdict::of(synced_all_matched))
         .field("runs", runs)
         .field("rows", rows)

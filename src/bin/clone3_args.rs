@@ -40,6 +40,7 @@ use clone_cgroup::clone3_probe::{
     knows_flags, try_clone3, try_clone3_running, Probe, KERNEL_HALF, UNMAPPED,
 };
 use clone_cgroup::process::{fork_child, Outcome};
+use clone_cgroup::say;
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -86,7 +87,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let (base, notes) = cgroup::prepare("stage", "memory", None, None)?;
     let (busy, more) = cgroup::prepare("busy", "memory", None, None)?;
     for note in notes.into_iter().chain(more) {
-        println!("parent[{me}]: 1. {note}");
+        say!("parent[{me}]: 1. {note}");
     }
     let targets = targets(&base, &busy);
     let pid_max = fs::read_to_string("/proc/sys/kernel/pid_max")
@@ -94,7 +95,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(32768);
     let freed = freed_pid()?;
-    println!("parent[{me}]: 1. pid_max {pid_max}; pid {freed} has just been freed");
+    say!("parent[{me}]: 1. pid_max {pid_max}; pid {freed} has just been freed");
     let _handlers = CaughtWhileAlive::catch([Signal::SIGUSR1, Signal::SIGUSR2])?;
     let kernel = Kernel::ask(freed)?;
 
@@ -106,8 +107,8 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             return Err(Error::Failed(format!("the cgroups of the CLONE_INTO_CGROUP cases: {e}")));
         }
     };
-    println!("parent[{me}]: 2. {} cases:", rows.len());
-    println!("    {:<36} {:<42} {:<14} {:<14}", "source", "input", "expected", "seen");
+    say!("parent[{me}]: 2. {} cases:", rows.len());
+    say!("    {:<36} {:<42} {:<14} {:<14}", "source", "input", "expected", "seen");
     let mut tally = Tally::default();
     let mut clone_failed = Ok(());
     for (i, row) in rows.iter().enumerate() {
@@ -137,23 +138,20 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             }
         };
         let expected = row.expect.to_string();
-        println!(
-            "    {:<36} {:<42} {expected:<14} {seen_word:<14} {verdict}",
-            row.source, row.input
-        );
+        say!("    {:<36} {:<42} {expected:<14} {seen_word:<14} {verdict}", row.source, row.input);
     }
 
     // 3. Remove the stage.
     remove_targets(&base, &busy);
     for cgroup in [base, busy] {
         if let Some(path) = cgroup.remove()? {
-            println!("parent[{me}]: 3. removed {}", path.display());
+            say!("parent[{me}]: 3. removed {}", path.display());
         }
     }
     clone_failed?;
     if !tally.mismatched.is_empty() {
         let rows = &tally.mismatched;
-        println!("parent[{me}]: NOT AS CLAIMED: rows {rows:?} differ from their sources");
+        say!("parent[{me}]: NOT AS CLAIMED: rows {rows:?} differ from their sources");
     }
     let mismatched = if tally.mismatched.is_empty() {
         "none".to_string()

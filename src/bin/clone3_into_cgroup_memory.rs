@@ -24,6 +24,7 @@ use clone_cgroup::clone3::{clone3_child_on_stack, not_offered, CloneArgs, Flags}
 use clone_cgroup::memory::{self, pages_word, Reservation};
 use clone_cgroup::process::describe_status;
 use clone_cgroup::procfs;
+use clone_cgroup::say;
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -69,7 +70,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     let watch = SignalWatch::install()?;
     let LimitedCgroup { cgroup, notes, events_before } = options.limited_cgroup()?;
     for note in notes {
-        println!("parent[{me}]: 1. {note}");
+        say!("parent[{me}]: 1. {note}");
     }
     watch.stop_if_interrupted()?;
 
@@ -82,7 +83,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     let cgroup_dir = cgroup.open_path()?;
     let clone_args = CloneArgs::new(Signal::SIGCHLD).pidfd().into_cgroup(&cgroup_dir);
     let flags = clone_args.flag_set();
-    println!(
+    say!(
         "parent[{me}]: 2. clone3(flags = {flags} = {:#x}, cgroup = fd {})",
         flags.0,
         cgroup_dir.as_raw_fd()
@@ -120,7 +121,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
         Err(e) => return Err(e),
     };
     let pid = child.pid();
-    println!(
+    say!(
         "parent[{me}]: 2. clone3 returned child {pid} and pidfd {}; /proc/{pid}/cgroup says {}",
         child.pidfd().map_or(-1, |fd| fd.as_raw_fd()),
         procfs::cgroup_of(pid).unwrap_or_else(|| procfs::GONE.into())
@@ -129,17 +130,17 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     // 5. poll() the pidfd until it is readable (the child has ended), then waitid(P_PIDFD),
     //    which can reap this child and no other.
     let ended = child.wait(&watch, options.timeout, |_| {})?;
-    println!("parent[{me}]: 5. poll: pidfd readable; waitid(P_PIDFD): {:?}", ended.status);
-    println!("parent[{me}]:    {}: {}", describe_status(ended.status), ended.outcome);
+    say!("parent[{me}]: 5. poll: pidfd readable; waitid(P_PIDFD): {:?}", ended.status);
+    say!("parent[{me}]:    {}: {}", describe_status(ended.status), ended.outcome);
 
     // 6. The kernel's own evidence.
     let evidence = cgroup.memory_evidence(ended, events_before)?;
-    println!("parent[{me}]: 6. memory.events: {}", evidence.events);
-    println!("parent[{me}]: 6. memory.peak: {}", evidence.peak_text());
+    say!("parent[{me}]: 6. memory.events: {}", evidence.events);
+    say!("parent[{me}]: 6. memory.peak: {}", evidence.peak_text());
 
     // 7. Remove the cgroup (if it is ours).
     if let Some(path) = cgroup.remove()? {
-        println!("parent[{me}]: 7. removed {}", path.display());
+        say!("parent[{me}]: 7. removed {}", path.display());
     }
     // Born there: no time outside the cgroup.
     Ok(claim

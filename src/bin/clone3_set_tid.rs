@@ -23,6 +23,7 @@ use clone_cgroup::cli::{
 use clone_cgroup::clone3::{clone3_child, not_offered, CloneArgs, Flags};
 use clone_cgroup::process::Outcome;
 use clone_cgroup::procfs;
+use clone_cgroup::say;
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -64,7 +65,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     // 1. A pid nobody has: /proc/N does not exist.
     let mut chosen = wanted.map_or_else(|| free_pid_from(4242), Pid::from_raw);
-    println!("parent[{me}]: 1. asking for pid 1 in a new PID namespace and pid {chosen} in ours");
+    say!("parent[{me}]: 1. asking for pid 1 in a new PID namespace and pid {chosen} in ours");
 
     // 2. clone3(CLONE_NEWPID, set_tid = [1, N]). The child says "ready" through one pipe and
     //    waits for "go" on another, so that it is still alive while we look at it.
@@ -95,7 +96,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             Err(Error::Sys { errno: Errno::EEXIST, .. }) if wanted.is_none() && attempts < 10 => {
                 attempts += 1;
                 let next = free_pid_from(chosen.as_raw() + 1);
-                println!(
+                say!(
                     "parent[{me}]: 2. pid {chosen} was taken meanwhile (EEXIST); asking for {next}"
                 );
                 chosen = next;
@@ -109,7 +110,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         }
     };
     let pid = child.pid();
-    println!("parent[{me}]: 2. clone3 returned {pid}");
+    say!("parent[{me}]: 2. clone3 returned {pid}");
 
     // 4. Once the child is ready, read the kernel's own record: NSpid lists its pid in each
     //    namespace, ours first. Then let it go.
@@ -118,30 +119,28 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     }
     let levels = procfs::namespace_pids(pid).unwrap_or_default();
     let shown: Vec<String> = levels.iter().map(|p| p.to_string()).collect();
-    println!("parent[{me}]: 4. /proc/{pid}/status NSpid: {}", shown.join(" "));
+    say!("parent[{me}]: 4. /proc/{pid}/status NSpid: {}", shown.join(" "));
     handshake.go()?;
 
     // 5. Reap it through its pidfd.
     let ended = child.wait(&watch, TIMEOUT, |_| {})?;
-    println!("parent[{me}]: 5. waitid(P_PIDFD): {:?}", ended.status);
+    say!("parent[{me}]: 5. waitid(P_PIDFD): {:?}", ended.status);
 
     // 6. Ask for a pid that is taken: our own.
     let taken =
         CloneArgs::new(Signal::SIGCHLD).flags(Flags::NEWPID).set_tid(&[Pid::from_raw(1), me]);
     let eexist = match clone3_child(&taken, || 0) {
         Err(Error::Sys { errno: Errno::EEXIST, .. }) => {
-            println!("parent[{me}]: 6. clone3(set_tid = [1, {me}]) failed: EEXIST: pid {me} is taken here (it is ours)");
+            say!("parent[{me}]: 6. clone3(set_tid = [1, {me}]) failed: EEXIST: pid {me} is taken here (it is ours)");
             true
         }
         Err(e) => {
-            println!(
-                "parent[{me}]: 6. clone3(set_tid = [1, {me}]) failed, but not with EEXIST: {e}"
-            );
+            say!("parent[{me}]: 6. clone3(set_tid = [1, {me}]) failed, but not with EEXIST: {e}");
             false
         }
         Ok(mut unexpected) => {
             let _ = unexpected.wait(&watch, TIMEOUT, |_| {});
-            println!("parent[{me}]: 6. clone3(set_tid = [1, {me}]) succeeded, which it must not");
+            say!("parent[{me}]: 6. clone3(set_tid = [1, {me}]) succeeded, which it must not");
             false
         }
     };

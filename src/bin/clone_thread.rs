@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::Flags;
+use clone_cgroup::say;
 use clone_cgroup::sync::wait_signal;
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -60,11 +61,11 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let mut thread = HandBuiltThread::start(NPTL_FLAGS)?;
     let tid = thread.tid();
     let word_at_start = thread.tid_word();
-    println!("parent[{me}]: 1. clone3({NPTL_FLAGS}) returned tid {tid}; the tid word holds {word_at_start}");
+    say!("parent[{me}]: 1. clone3({NPTL_FLAGS}) returned tid {tid}; the tid word holds {word_at_start}");
 
     // 2. What the thread saw of itself.
     let seen = thread.seen_by_thread();
-    println!(
+    say!(
         "parent[{me}]: 2. the thread saw getpid() = {}, gettid() = {}, thread pointer {:#x} (ours: {ours:#x})",
         seen.pid, seen.tid, seen.thread_pointer
     );
@@ -76,7 +77,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         Err(errno) => format!("{errno:?}"),
         Ok(status) => format!("{status:?}"),
     };
-    println!("parent[{me}]: 3. /proc/self/task lists {tasks_while_running:?}; waitpid({tid}, __WALL): {waited_said}");
+    say!("parent[{me}]: 3. /proc/self/task lists {tasks_while_running:?}; waitpid({tid}, __WALL): {waited_said}");
 
     // 4. Join: release it, then sleep in futex(FUTEX_WAIT) on the tid word until the kernel
     //    zeroes the word and wakes the futex (CLONE_CHILD_CLEARTID), as pthread_join does.
@@ -87,16 +88,16 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let tasks_after = task_list()?;
     let sigchld_sent = wait_signal(&sigchld, Instant::now())?.is_some();
     match futex_waits {
-        0 => println!(
+        0 => say!(
             "parent[{me}]: 4. joined: the kernel had zeroed the tid word at {futex:#x}, the \
              futex, before join looked: no FUTEX_WAIT needed"
         ),
-        n => println!(
+        n => say!(
             "parent[{me}]: 4. joined: slept in futex(FUTEX_WAIT) on the tid word at {futex:#x} \
              ({n} call(s)) until the kernel zeroed it and woke the futex"
         ),
     }
-    println!(
+    say!(
         "parent[{me}]:    the tid word went {word_at_start} -> {word_after}; /proc/self/task lists {tasks_after:?}; SIGCHLD {}",
         if sigchld_sent { "pending" } else { "never sent" }
     );
@@ -106,7 +107,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let mut bare = HandBuiltThread::start(Flags(NPTL_FLAGS.0 & !Flags::SETTLS.0))?;
     let bare_pointer = bare.seen_by_thread().thread_pointer;
     bare.join()?;
-    println!(
+    say!(
         "parent[{me}]: 5. without CLONE_SETTLS the thread's pointer is {bare_pointer:#x}: {}",
         if bare_pointer == ours {
             "ours, so errno and every thread_local! would be shared with this thread"
@@ -129,7 +130,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         && !sigchld_sent
         && bare_pointer == ours;
     if !holds {
-        println!("parent[{me}]: NOT AS CLAIMED: a step above did not go as described");
+        say!("parent[{me}]: NOT AS CLAIMED: a step above did not go as described");
     }
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     Ok(Summary::new(SCENARIO.name, Verdict::of(holds))

@@ -17,6 +17,7 @@ use std::time::Duration;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::memory::ChildStack;
 use clone_cgroup::process::{clone_child, fork_child, Child, Waited};
+use clone_cgroup::say;
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -91,11 +92,11 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         clone_child(&mut exit_at_once, &mut stack, CloneFlags::empty(), Signal::SIGUSR1)?;
     let pid = ended(&watch, &mut child, Signal::SIGUSR1)?;
     let plain = WaitResult::waitpid(pid, WaitPidFlag::empty());
-    println!("parent[{me}]: 1. clone child {pid} (exit signal SIGUSR1) has ended; waitpid(pid, 0): {plain}");
+    say!("parent[{me}]: 1. clone child {pid} (exit signal SIGUSR1) has ended; waitpid(pid, 0): {plain}");
 
     // 2. __WCLONE: clone children only. It reaps this one.
     let wclone = WaitResult::waitpid(pid, WaitPidFlag::__WCLONE);
-    println!("parent[{me}]: 2. waitpid(pid, __WCLONE): {wclone}");
+    say!("parent[{me}]: 2. waitpid(pid, __WCLONE): {wclone}");
     child.reaped_by_hand();
 
     // 3. __WALL: every child, whatever its exit signal.
@@ -103,7 +104,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         clone_child(&mut exit_at_once, &mut stack, CloneFlags::empty(), Signal::SIGUSR1)?;
     let pid = ended(&watch, &mut child, Signal::SIGUSR1)?;
     let wall = WaitResult::waitpid(pid, WaitPidFlag::__WALL);
-    println!("parent[{me}]: 3. another clone child {pid}; waitpid(pid, __WALL): {wall}");
+    say!("parent[{me}]: 3. another clone child {pid}; waitpid(pid, __WALL): {wall}");
     child.reaped_by_hand();
 
     // 4. An ordinary child (fork: SIGCHLD) is not a clone child: __WCLONE does not see it.
@@ -111,7 +112,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let pid = ended(&watch, &mut child, Signal::SIGCHLD)?;
     let wclone_ordinary = WaitResult::waitpid(pid, WaitPidFlag::__WCLONE);
     let plain_ordinary = WaitResult::waitpid(pid, WaitPidFlag::empty());
-    println!(
+    say!(
         "parent[{me}]: 4. ordinary child {pid}; waitpid(pid, __WCLONE): {wclone_ordinary}; \
          waitpid(pid, 0): {plain_ordinary}"
     );
@@ -129,7 +130,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         thread.join().map_err(|_| Error::Failed("the second thread panicked".into()))
     })?;
     child.reaped_by_hand();
-    println!(
+    say!(
         "parent[{me}]: 5. a second thread, for the main thread's child {pid}: \
          waitpid(pid, __WNOTHREAD): {wnothread}; waitpid(pid, 0): {sibling}"
     );
@@ -142,7 +143,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         && wnothread.no_child()
         && sibling.reaped();
     if !holds {
-        println!("parent[{me}]: NOT AS CLAIMED: waitpid(2) describes another result");
+        say!("parent[{me}]: NOT AS CLAIMED: waitpid(2) describes another result");
     }
     Ok(Summary::new(SCENARIO.name, Verdict::of(holds))
         .field("plain_on_clone_child", plain)

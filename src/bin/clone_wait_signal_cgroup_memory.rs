@@ -27,6 +27,7 @@ use clone_cgroup::memory::{
     self, pages_word, ChildStack, CHILD_SETUP_FAILED, MOVED_CHILD_STACK_SIZE,
 };
 use clone_cgroup::process::{clone_child, describe_status, die_with_parent, Waited};
+use clone_cgroup::say;
 use clone_cgroup::sync::{self, SignalWatch, CHILD_TO_PARENT, PARENT_TO_CHILD};
 use clone_cgroup::Error;
 use nix::sched::CloneFlags;
@@ -92,12 +93,10 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     //    of being lost (or killing it: the default action of SIGUSR1 is to terminate). Then
     //    refuse early if this machine cannot run the scenario; create the cgroup, set its limit.
     let watch = SignalWatch::install()?;
-    println!(
-        "parent[{me}]: 1. SIGUSR1, SIGUSR2 and SIGCHLD are blocked; the child inherits the mask"
-    );
+    say!("parent[{me}]: 1. SIGUSR1, SIGUSR2 and SIGCHLD are blocked; the child inherits the mask");
     let LimitedCgroup { cgroup, notes, events_before } = options.limited_cgroup()?;
     for note in notes {
-        println!("parent[{me}]: 1. {note}");
+        say!("parent[{me}]: 1. {note}");
     }
     watch.stop_if_interrupted()?;
 
@@ -107,19 +106,19 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     let before_clone = Instant::now();
     let mut child = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
     let pid = child.pid();
-    println!("parent[{me}]: 2. clone() returned child {pid}");
+    say!("parent[{me}]: 2. clone() returned child {pid}");
 
     // 4. Wait, bounded, for "ready"; let the child wait --delay ms to show that timing no
     //    longer matters; move it (write its pid to cgroup.procs); say "go".
     let said_ready = child.wait_for_signal(&watch, CHILD_TO_PARENT, timeout)?;
     match said_ready {
-        Waited::SignalCame => println!("parent[{me}]: 4. got SIGUSR2 from {pid}: ready"),
+        Waited::SignalCame => say!("parent[{me}]: 4. got SIGUSR2 from {pid}: ready"),
         Waited::ChildEnded => {
-            println!("parent[{me}]: 4. child {pid} ended before it said ready; not moved")
+            say!("parent[{me}]: 4. child {pid} ended before it said ready; not moved")
         }
         Waited::TimeUp => {
             let ended = child.kill_and_reap()?;
-            println!(
+            say!(
                 "parent[{me}]: 4. no ready signal from {pid} within {timeout:?}; killed it: {:?}",
                 ended.status
             );
@@ -128,10 +127,10 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     }
     let mut still_waiting = said_ready == Waited::SignalCame;
     if still_waiting && !options.delay.is_zero() {
-        println!("parent[{me}]: 4. keeping it waiting {} ms", options.delay.as_millis());
+        say!("parent[{me}]: 4. keeping it waiting {} ms", options.delay.as_millis());
         still_waiting = child.still_running_after(&watch, options.delay)?;
         if !still_waiting {
-            println!("parent[{me}]: 4. child {pid} ended while it waited; not moved");
+            say!("parent[{me}]: 4. child {pid} ended while it waited; not moved");
         }
     }
     let mut in_cgroup = None;
@@ -139,7 +138,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
         cgroup.add_process(pid)?;
         let done_after = before_clone.elapsed();
         in_cgroup = Some(done_after);
-        println!(
+        say!(
             "parent[{me}]: 4. moved it into {}, {} ms after clone; cgroup.procs lists {:?}; \
              SIGUSR1 to {pid}",
             cgroup.path().display(),
@@ -153,9 +152,9 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     let mut done = false;
     let note_done = |r: sync::Received| done |= r.signal == CHILD_TO_PARENT && r.sender == pid;
     let ended = child.wait(&watch, timeout, note_done)?;
-    println!("parent[{me}]: 7. waitpid: {:?}", ended.status);
-    println!("parent[{me}]:    {}: {}", describe_status(ended.status), ended.outcome);
-    println!(
+    say!("parent[{me}]: 7. waitpid: {:?}", ended.status);
+    say!("parent[{me}]:    {}: {}", describe_status(ended.status), ended.outcome);
+    say!(
         "parent[{me}]:    done signal (SIGUSR2) from the child: {}",
         if done { "arrived" } else { "never came" }
     );
@@ -163,10 +162,10 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     // 8. The kernel's own evidence. A peak above memory.max is a charge the kernel could not
     //    refuse: the queue entry of the "done" signal, allocated atomically.
     let evidence = cgroup.memory_evidence(ended, events_before)?;
-    println!("parent[{me}]: 8. memory.events: {}", evidence.events);
-    println!("parent[{me}]: 8. memory.peak: {}", evidence.peak_text());
+    say!("parent[{me}]: 8. memory.events: {}", evidence.events);
+    say!("parent[{me}]: 8. memory.peak: {}", evidence.peak_text());
     if evidence.peak.is_some_and(|peak| peak > options.limit) {
-        println!(
+        say!(
             "parent[{me}]:    (above memory.max: the kernel forced a charge it could not \
              refuse, such as the signal the child queued after the move)"
         );
@@ -174,7 +173,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
 
     // 9. Remove the cgroup (if it is ours): it is empty now that the child is reaped.
     if let Some(path) = cgroup.remove()? {
-        println!("parent[{me}]: 9. removed {}", path.display());
+        say!("parent[{me}]: 9. removed {}", path.display());
     }
     // The big child never gets as far as its "done".
     let placement_failed = (!done && claim == Claim::Survives)

@@ -19,6 +19,7 @@ use clone_cgroup::child_say;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::memory::ChildStack;
 use clone_cgroup::process::{clone_child, describe_status, Outcome};
+use clone_cgroup::say;
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -52,7 +53,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let me = getpid();
     // 1. The hostname lives in the UTS namespace, which we share with the rest of the system.
     let before = hostname()?;
-    println!("parent[{me}]: 1. my hostname is {before:?}");
+    say!("parent[{me}]: 1. my hostname is {before:?}");
 
     // 2. One new namespace per flag. Without root, CLONE_NEWUSER makes the child root of a new
     //    user namespace first, which is what allows the other five.
@@ -101,20 +102,20 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         Err(e) => return Err(e),
     };
     let pid = child.pid();
-    println!("parent[{me}]: 2. clone({flags:?}) returned child {pid}");
+    say!("parent[{me}]: 2. clone({flags:?}) returned child {pid}");
 
     // 5. Bounded wait: the child ends at once, so 10 s means something went wrong.
     let timeout = Duration::from_secs(10);
     let ended = child.wait(&watch, timeout, |_| {})?;
-    println!("parent[{me}]: 5. waitpid: {:?}", ended.status);
-    println!("parent[{me}]:    {}", describe_status(ended.status));
+    say!("parent[{me}]: 5. waitpid: {:?}", ended.status);
+    say!("parent[{me}]:    {}", describe_status(ended.status));
     if ended.outcome == Outcome::Exited(CHILD_NO_PERMISSION) {
         return Err(Error::cannot_run(RESTRICTED_USERNS));
     }
 
     // 6. The parent's own UTS namespace was never touched.
     let after = hostname()?;
-    println!("parent[{me}]: 6. my hostname is still {after:?}");
+    say!("parent[{me}]: 6. my hostname is still {after:?}");
 
     let verdict = if ended.outcome == Outcome::Exited(0) && after == before {
         Verdict::AsClaimed

@@ -32,6 +32,7 @@ use clone_cgroup::memory::{
 };
 use clone_cgroup::process::{clone_child, describe_status, die_with_parent};
 use clone_cgroup::procfs;
+use clone_cgroup::say;
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::sched::CloneFlags;
@@ -167,7 +168,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     let watch = SignalWatch::install()?;
     let LimitedCgroup { cgroup, notes, events_before } = options.limited_cgroup()?;
     for note in notes {
-        println!("parent[{me}]: 1. {note}");
+        say!("parent[{me}]: 1. {note}");
     }
     watch.stop_if_interrupted()?;
 
@@ -178,7 +179,7 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
     let before_clone = Instant::now();
     let mut child = clone_child(&mut body, &mut stack, CloneFlags::empty(), Signal::SIGCHLD)?;
     let pid = child.pid();
-    println!("parent[{me}]: 2. clone() returned child {pid}");
+    say!("parent[{me}]: 2. clone() returned child {pid}");
 
     // 4. The bet on timing: after half the child's delay it should be parked (S, sleeping).
     //    Write its pid to cgroup.procs: from now on its new pages are charged there.
@@ -191,13 +192,13 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
         let took_hold = listed.contains(&pid);
         let ms = done_after.as_millis();
         if took_hold {
-            println!(
+            say!(
                 "parent[{me}]: 4. moved child {pid} (state {state} at the move) into {}, {ms} ms \
                  after clone; cgroup.procs lists {listed:?}",
                 cgroup.path().display()
             );
         } else {
-            println!(
+            say!(
                 "parent[{me}]: 4. wrote child {pid} (state {state}) to cgroup.procs {ms} ms after \
                  clone, but the cgroup does not list it: it had begun to exit, and an exiting \
                  process is not moved"
@@ -205,28 +206,28 @@ pub fn run(scenario: &str, claim: Claim, args: &[String]) -> Result<Summary, Err
         }
         moved = Some(Move { state, done_after, took_hold });
     } else {
-        println!("parent[{me}]: 4. child {pid} ended before it was moved: it was never limited");
+        say!("parent[{me}]: 4. child {pid} ended before it was moved: it was never limited");
     }
 
     // 7. Wait for the end, bounded; on the deadline or a Ctrl-C the child is killed and reaped.
     let ended = child.wait(&watch, options.timeout, |_| {})?;
-    println!("parent[{me}]: 7. waitpid: {:?}", ended.status);
-    println!("parent[{me}]:    {}: {}", describe_status(ended.status), ended.outcome);
+    say!("parent[{me}]: 7. waitpid: {:?}", ended.status);
+    say!("parent[{me}]:    {}: {}", describe_status(ended.status), ended.outcome);
 
     // 8. The kernel's own evidence: how often the limit was hit, whether the OOM killer
     //    acted, the most the cgroup ever held.
     let evidence = cgroup.memory_evidence(ended, events_before)?;
-    println!("parent[{me}]: 8. memory.events: {}", evidence.events);
-    println!("parent[{me}]: 8. memory.peak: {}", evidence.peak_text());
+    say!("parent[{me}]: 8. memory.events: {}", evidence.events);
+    say!("parent[{me}]: 8. memory.peak: {}", evidence.peak_text());
     //    And what they say of the bet: won only if the move came after the warm-up and
     //    before the writes.
     let bet = judge_bet(moved.as_ref(), delay, &evidence);
     let verb = if bet.won { "won" } else { "lost" };
-    println!("parent[{me}]: 8. the delay {verb} its bet: {}", bet.why);
+    say!("parent[{me}]: 8. the delay {verb} its bet: {}", bet.why);
 
     // 9. Remove the cgroup (if it is ours): it is empty now that the child is reaped.
     if let Some(path) = cgroup.remove()? {
-        println!("parent[{me}]: 9. removed {}", path.display());
+        say!("parent[{me}]: 9. removed {}", path.display());
     }
     let in_cgroup = moved.filter(|m| m.took_hold).map(|m| m.done_after.as_micros());
     let placement_failed = (!bet.won).then_some("the delay lost its bet (step 8)");

@@ -29,6 +29,7 @@ use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::memory::Reservation;
 use clone_cgroup::process::{fork_child, Outcome};
 use clone_cgroup::procfs::Stat;
+use clone_cgroup::say;
 use clone_cgroup::spawn::PreparedExec;
 use clone_cgroup::Error;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
@@ -233,9 +234,12 @@ fn demonstrate(scratch: &Path) -> Result<Summary, Error> {
     prctl::set_name(c"attributes-demo").map_err(|e| Error::sys("prctl", e))?;
     set_unforked_attributes()?;
     let parent = probe.view();
-    println!(
+    say!(
         "parent[{me}]: 1. gave itself 18 attributes (name {}, umask {}, nice {}, {} blocked)",
-        parent["process name"], parent["umask"], parent["nice value"], parent["signal mask"]
+        parent["process name"],
+        parent["umask"],
+        parent["nice value"],
+        parent["signal mask"]
     );
 
     // 2. A forked child records what it sees.
@@ -245,10 +249,7 @@ fn demonstrate(scratch: &Path) -> Result<Summary, Error> {
     // child, and it ends at once.
     let mut forked = fork_child(|| record(&probe.view(), &fork_file))?;
     let (fork_pid, forked) = (forked.pid(), forked.reap()?);
-    println!(
-        "parent[{me}]: 2. fork: child {fork_pid} recorded what it sees, and {}",
-        forked.outcome
-    );
+    say!("parent[{me}]: 2. fork: child {fork_pid} recorded what it sees, and {}", forked.outcome);
 
     // 3. Another forked child takes back what fork did not pass on, then executes this
     //    program, which records what it sees after the execve.
@@ -267,7 +268,7 @@ fn demonstrate(scratch: &Path) -> Result<Summary, Error> {
         Err(_) => 126,
     })?;
     let (exec_pid, execed) = (execed.pid(), execed.reap()?);
-    println!("parent[{me}]: 3. fork, then execve of this program: child {exec_pid} recorded what it sees, and {}", execed.outcome);
+    say!("parent[{me}]: 3. fork, then execve of this program: child {exec_pid} recorded what it sees, and {}", execed.outcome);
 
     // 4. Each view beside the process before it, and beside the book.
     let (fork_view, exec_view) = (read_record(&fork_file), read_record(&exec_file));
@@ -280,9 +281,11 @@ fn demonstrate(scratch: &Path) -> Result<Summary, Error> {
         format!("{} / {}", if book { kept } else { "not" }, if seen { kept } else { "not" })
     };
     let mut differ = Vec::new();
-    println!(
+    say!(
         "parent[{me}]: 4. {:<28} {:<28} {:<28}",
-        "attribute", "fork: book / seen", "execve: book / seen"
+        "attribute",
+        "fork: book / seen",
+        "execve: book / seen"
     );
     for (name, book_fork, book_exec) in BOOK {
         let seen =
@@ -295,7 +298,7 @@ fn demonstrate(scratch: &Path) -> Result<Summary, Error> {
         }
         let fork_words = words(book_fork, fork_kept, "inherited");
         let exec_words = words(book_exec, exec_kept, "preserved");
-        println!(
+        say!(
             "    {name:<28} {fork_words:<28} {exec_words:<28}{}",
             if agrees { "" } else { "  DIFFERS FROM THE BOOK" }
         );
@@ -307,7 +310,7 @@ fn demonstrate(scratch: &Path) -> Result<Summary, Error> {
             changes.push(format!("execve: {} -> {}", before_exec[name], seen(&exec_view)));
         }
         if !changes.is_empty() {
-            println!("    {:<28} {}", "", changes.join("; "));
+            say!("    {:<28} {}", "", changes.join("; "));
         }
     }
     drop(mapping);
@@ -315,9 +318,9 @@ fn demonstrate(scratch: &Path) -> Result<Summary, Error> {
     let recorded = forked.outcome == Outcome::Exited(0) && execed.outcome == Outcome::Exited(0);
     let holds = recorded && differ.is_empty();
     if !recorded {
-        println!("parent[{me}]: NOT AS CLAIMED: a child could not record its view");
+        say!("parent[{me}]: NOT AS CLAIMED: a child could not record its view");
     } else if !holds {
-        println!(
+        say!(
             "parent[{me}]: NOT AS CLAIMED: {} of {} rows differ from the book",
             differ.len(),
             BOOK.len()

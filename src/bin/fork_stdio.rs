@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::fork_exit::{at_exit_say, c_printf_line, fork_unflushed, End, AT_EXIT_MARKER};
 use clone_cgroup::process::fork_child;
+use clone_cgroup::say;
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
 use nix::sys::wait::waitpid;
@@ -80,7 +81,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         wait(fork_unflushed(End::Exit)?)
     })?;
     let twice = times(&both, PARTIAL);
-    println!("parent[{me}]: 1. print! without a newline, fork, both exit: written {twice} times");
+    say!("parent[{me}]: 1. print! without a newline, fork, both exit: written {twice} times");
 
     // 2. The same, but the child ends with _exit: its copy is never written.
     let underscore = staged(|| {
@@ -88,7 +89,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         wait(fork_unflushed(End::UnderscoreExit)?)
     })?;
     let once = times(&underscore, PARTIAL);
-    println!("parent[{me}]: 2. the same, the child ends with _exit: written {once} time(s)");
+    say!("parent[{me}]: 2. the same, the child ends with _exit: written {once} time(s)");
 
     // 3. The same, flushed before the fork: nothing is left to copy.
     let flushed = staged(|| {
@@ -97,16 +98,16 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         wait(fork_unflushed(End::Exit)?)
     })?;
     let flushed = times(&flushed, PARTIAL);
-    println!("parent[{me}]: 3. the same, stdout flushed before fork: written {flushed} time(s)");
+    say!("parent[{me}]: 3. the same, stdout flushed before fork: written {flushed} time(s)");
     watch.stop_if_interrupted()?;
 
     // 4. A whole line: Rust's stdout writes it at its newline, into a pipe too.
     let rust = staged(|| {
-        println!("{FULL}");
+        say!("{FULL}");
         wait(fork_unflushed(End::Exit)?)
     })?;
     let rust = times(&rust, FULL);
-    println!("parent[{me}]: 4. println! of a whole line, fork, both exit: written {rust} time(s)");
+    say!("parent[{me}]: 4. println! of a whole line, fork, both exit: written {rust} time(s)");
 
     // 5. A whole line from C's printf: into a pipe, C's stdio buffers fully, and each process
     //    flushes its copy at exit.
@@ -115,7 +116,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         wait(fork_unflushed(End::Exit)?)
     })?;
     let c = times(&c, FROM_C.to_str().unwrap_or_default());
-    println!("parent[{me}]: 5. C's printf of a whole line, fork, both exit: written {c} times");
+    say!("parent[{me}]: 5. C's printf of a whole line, fork, both exit: written {c} times");
 
     // 6. An atexit handler runs in a child that ends with exit, not in one that ends with
     //    _exit (and in the stage itself, which ends with exit).
@@ -129,7 +130,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     })?;
     let (ran_exit, ran_underscore) =
         (times(&with_exit, AT_EXIT_MARKER), times(&with_underscore, AT_EXIT_MARKER));
-    println!(
+    say!(
         "parent[{me}]: 6. atexit handler, fork: it ran {ran_exit} times when the child ended \
          with exit, {ran_underscore} time(s) with _exit"
     );
@@ -137,7 +138,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let counts = [twice, once, flushed, rust, c, ran_exit, ran_underscore];
     let holds = counts == [2, 1, 1, 1, 2, 2, 1];
     if !holds {
-        println!("parent[{me}]: NOT AS CLAIMED: expected 2, 1, 1, 1, 2, 2, 1; saw {counts:?}");
+        say!("parent[{me}]: NOT AS CLAIMED: expected 2, 1, 1, 1, 2, 2, 1; saw {counts:?}");
     }
     Ok(Summary::new(SCENARIO.name, Verdict::of(holds))
         .field("partial_both_exit", twice)

@@ -16,6 +16,7 @@ use clone_cgroup::child_say;
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::process::{describe_status, fork_child, Outcome};
 use clone_cgroup::procfs;
+use clone_cgroup::say;
 use clone_cgroup::Error;
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag};
 use nix::unistd::{getpid, getppid};
@@ -38,7 +39,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     // 1. fork(): from here on two processes run this program. fork_child runs the closure in
     //    the child only, ends the child with its value, and returns the child here: this
     //    lesson takes its pid and waits for it by hand (`release`: the library will not).
-    println!("parent[{me}]: 1. calling fork()");
+    say!("parent[{me}]: 1. calling fork()");
     let child = fork_child(|| {
         // 2. The child: a copy of the parent, with a pid of its own; its parent is us.
         child_say!("child[{}]: 2. I am the child; getppid() = {}", getpid(), getppid());
@@ -48,32 +49,30 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     })?
     .release();
     // 2. The parent's side of the same fork(): the child's pid.
-    println!("parent[{me}]: 2. fork() returned {child} to the parent");
+    say!("parent[{me}]: 2. fork() returned {child} to the parent");
 
     // 4. Wait for the child's end but leave it unreaped (WNOWAIT): it has exited, yet its pid
     //    and status are kept for us, a zombie, until we collect them.
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
     waitid(Id::Pid(child), flags).map_err(|e| Error::sys("waitid(WNOWAIT)", e))?;
     let zombie = procfs::state_word(child);
-    println!(
-        "parent[{me}]: 4. the child has ended; unreaped, /proc/{child}/stat says state {zombie}"
-    );
+    say!("parent[{me}]: 4. the child has ended; unreaped, /proc/{child}/stat says state {zombie}");
 
     // 5. waitpid() reaps it: its status comes back to us and its pid is freed. Without this
     //    call it would stay a zombie until we exit.
     let status = waitpid(child, None).map_err(|e| Error::sys("waitpid", e))?;
-    println!("parent[{me}]: 5. waitpid: {status:?}");
-    println!("parent[{me}]:    {}", describe_status(status));
+    say!("parent[{me}]: 5. waitpid: {status:?}");
+    say!("parent[{me}]:    {}", describe_status(status));
 
     // 6. Reaped, the zombie is gone from /proc.
     let gone = procfs::Stat::of(child).is_none();
-    println!("parent[{me}]: 6. /proc/{child} {}", if gone { "is gone" } else { "still exists" });
+    say!("parent[{me}]: 6. /proc/{child} {}", if gone { "is gone" } else { "still exists" });
 
     let outcome = Outcome::from_status(status)
         .ok_or_else(|| Error::Failed(format!("waitpid returned {status:?}, not an end")))?;
     let holds = outcome == Outcome::Exited(CHILD_STATUS) && zombie == "Z" && gone;
     if !holds {
-        println!(
+        say!(
             "parent[{me}]: NOT AS CLAIMED: expected exit status {CHILD_STATUS}, a zombie before \
              waitpid and none after"
         );

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use clone_cgroup::cli::{for_each_option, unknown_option, Scenario, Summary, Verdict};
 use clone_cgroup::process::{fork_child, Child, Ended, Waited};
+use clone_cgroup::say;
 use clone_cgroup::spawn::PreparedExec;
 use clone_cgroup::sync::{self, SignalWatch, CHILD_TO_PARENT};
 use clone_cgroup::Error;
@@ -62,6 +63,15 @@ const EXPECTED: [Expected; 4] = [
 struct ScratchDir {
     path: PathBuf,
     keep: bool,
+}
+
+impl ScratchDir {
+    /// Removes the directory now, saying why where it cannot.
+    fn remove(&mut self) -> Result<(), Error> {
+        self.keep = true; // nothing left for the guard to do
+        std::fs::remove_dir_all(&self.path)
+            .map_err(|e| Error::io(&format!("failed to remove {}", self.path.display()), e))
+    }
 }
 
 impl Drop for ScratchDir {
@@ -151,7 +161,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         .map_err(|e| Error::io(&format!("failed to create {}", file.display()), e))?;
     let watch = SignalWatch::install()?;
     accounting_on(&file)?;
-    println!("parent[{me}]: 1. acct({}): accounting is on", file.display());
+    say!("parent[{me}]: 1. acct({}): accounting is on", file.display());
 
     // 2. The children. Each is reaped before the next starts; the records are written at exit.
     let children = (|| -> Result<(), Error> {
@@ -161,14 +171,14 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             127
         })?;
         let (pid, ended) = end_of(&watch, exec)?;
-        println!("parent[{me}]: 2. fork + exec {true_path}: child {pid}: {:?}", ended.status);
+        say!("parent[{me}]: 2. fork + exec {true_path}: child {pid}: {:?}", ended.status);
         for (name, code) in [(c"acct-exit0", 0), (c"acct-exit3", 3)] {
             let child = fork_child(|| {
                 name_myself(name);
                 code
             })?;
             let (pid, ended) = end_of(&watch, child)?;
-            println!("parent[{me}]: 2. fork, _exit({code}): child {pid}: {:?}", ended.status);
+            say!("parent[{me}]: 2. fork, _exit({code}): child {pid}: {:?}", ended.status);
         }
         // Killed only once it carries its name (it says so with SIGUSR2), or its record would
         // show ours.
@@ -186,7 +196,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         }
         kill(pid, Signal::SIGKILL).map_err(|e| Error::sys("kill", e))?;
         let ended = child.wait(&watch, TIMEOUT, |_| {})?;
-        println!(
+        say!(
             "parent[{me}]: 2. fork, then SIGKILL from the parent: child {pid}: {:?}",
             ended.status
         );
@@ -195,7 +205,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     // 3. Accounting off, whatever happened above: it is system-wide.
     let off = acct::disable().map_err(|e| Error::sys("acct(NULL)", e));
-    println!("parent[{me}]: 3. acct(NULL): accounting is off");
+    say!("parent[{me}]: 3. acct(NULL): accounting is off");
     children?;
     off?;
 
@@ -204,25 +214,29 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         .map_err(|e| Error::io(&format!("failed to read {}", file.display()), e))?;
     let records = Record::parse_all(&bytes);
     let ours: Vec<&Record> = records.iter().filter(|r| r.ppid == me.as_raw() as u32).collect();
-    println!(
+    say!(
         "parent[{me}]: 4. {} bytes, {} records, {} of them our children's:",
         bytes.len(),
         records.len(),
         ours.len()
     );
-    println!("    {TABLE_HEADER}");
+    say!("    {TABLE_HEADER}");
     for record in &ours {
-        println!("    {record}");
+        say!("    {record}");
     }
     if let Some(own) = records.iter().find(|r| r.pid == me.as_raw() as u32) {
         // acct(NULL) writes a record for its caller as it closes the file.
-        println!("    and our own, written by acct(NULL):\n    {own}");
+        say!("    and our own, written by acct(NULL):\n    {own}");
     }
 
-    // 5. Keep the file if asked (the directory goes otherwise, on every path).
+    // 5. Keep the file if asked; otherwise remove its directory (the guard removes it on
+    //    every other path too).
     if keep {
         scratch.keep = true;
-        println!("parent[{me}]: 5. kept {}", file.display());
+        say!("parent[{me}]: 5. kept {} (--keep)", file.display());
+    } else {
+        scratch.remove()?;
+        say!("parent[{me}]: 5. removed {} and its directory", file.display());
     }
 
     // Each child appears once, with the end and the flags it must have.
@@ -238,7 +252,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         .map(|expected| expected.command)
         .collect();
     if !missing.is_empty() {
-        println!("parent[{me}]: NOT AS CLAIMED: no matching record for {missing:?}");
+        say!("parent[{me}]: NOT AS CLAIMED: no matching record for {missing:?}");
     }
     Ok(Summary::new(SCENARIO.name, Verdict::of(missing.is_empty()))
         .field("records", records.len())

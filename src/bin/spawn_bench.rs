@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use clone_cgroup::cli::{
     for_each_option, parse_number, unknown_option, Scenario, Summary, Verdict,
 };
+use clone_cgroup::say;
 use clone_cgroup::spawn::{How, Spawner};
 use clone_cgroup::sync::SignalWatch;
 use clone_cgroup::Error;
@@ -170,11 +171,17 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     // stops with 128 + the signal. A child created meanwhile inherits the mask; each is
     // reaped at once, so none is left when the run stops.
     let watch = SignalWatch::install()?;
-    println!("spawn_bench: {count} children per row; exec methods run {program}");
-    println!();
-    println!(
+    say!("spawn_bench: {count} children per row; exec methods run {program}");
+    say!("");
+    say!(
         "{:<12} {:>8} {:>10} {:>12} {:>12} {:>9} {:>12}",
-        "method", "parent", "seconds", "per second", "µs each", "vs fork", "TLPI /s"
+        "method",
+        "parent",
+        "seconds",
+        "per second",
+        "µs each",
+        "vs fork",
+        "TLPI /s"
     );
     let started = Instant::now();
     let mut rows = 0;
@@ -207,7 +214,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             }
             let ratio = fork_rate.map_or("-".to_string(), |f| format!("{:.2}", rate / f));
             let tlpi = tlpi_rate(method, size).map_or("-".to_string(), |r| r.to_string());
-            println!(
+            say!(
                 "{:<12} {:>5} MB {:>10.4} {:>12.0} {:>12.1} {:>9} {:>12}",
                 name,
                 size,
@@ -221,13 +228,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         }
         drop(memory);
     }
-    println!();
-    println!(
-        "TLPI /s: The Linux Programming Interface, table 28-3, at parents of 1.70 MB (here: 2)"
-    );
-    println!(
-        "and 11.70 MB (here: 12); its vfork, clone and vfork+exec rates hardly depend on size."
-    );
+    say!("");
+    say!("TLPI /s: The Linux Programming Interface, table 28-3, at parents of 1.70 MB (here: 2)");
+    say!("and 11.70 MB (here: 12); its vfork, clone and vfork+exec rates hardly depend on size.");
     Ok(Summary::new(SCENARIO.name, Verdict::AsClaimed)
         .field("rows", rows)
         .field("count", count)

@@ -24,6 +24,7 @@ use clone_cgroup::attributes::{set_disposition, Disposition};
 use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::process::fork_child;
 use clone_cgroup::procfs;
+use clone_cgroup::say;
 use clone_cgroup::sync::{await_go, send, SignalWatch};
 use clone_cgroup::wait_raw::{set_sigchld, waitid_info, waitpid_raw, ChildInfo};
 use clone_cgroup::Error;
@@ -194,7 +195,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let child = fork_child(|| EXIT_STATUS)?;
     let exit = look_then_take(child.pid(), exited, no_flags)?;
     child.reaped_by_hand();
-    println!(
+    say!(
         "parent[{me}]: 1. exit {EXIT_STATUS}: waitid(WEXITED | WNOWAIT): {} (state {}: not \
          taken yet); waitpid: {}",
         exit.looked(),
@@ -207,7 +208,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     send(child.pid(), Signal::SIGTERM)?;
     let kill = look_then_take(child.pid(), exited, no_flags)?;
     child.reaped_by_hand();
-    println!(
+    say!(
         "parent[{me}]: 2. SIGTERM: waitid(WEXITED | WNOWAIT): {} (state {}); waitpid: {}",
         kill.looked(),
         kill.state,
@@ -224,7 +225,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
                 .map_err(|e| Error::io(&format!("failed to create {}", dir.0.display()), e))?;
             let dump = dump_core(&dir.0)?;
             let cores = std::fs::read_dir(&dir.0).map(|d| d.count()).unwrap_or(0);
-            println!(
+            say!(
                 "parent[{me}]: 3. SIGQUIT, RLIMIT_CORE raised: waitid(WEXITED | WNOWAIT): {}; \
                  waitpid: {}; {cores} core file(s), removed",
                 dump.looked(),
@@ -233,7 +234,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             Some(dump)
         }
         Err(why) => {
-            println!("parent[{me}]: 3. no core dump here: {why}");
+            say!("parent[{me}]: 3. no core dump here: {why}");
             None
         }
     };
@@ -243,7 +244,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let pid = child.pid();
     send(pid, Signal::SIGSTOP)?;
     let stop = look_then_take(pid, WaitPidFlag::WSTOPPED, WaitPidFlag::WUNTRACED)?;
-    println!(
+    say!(
         "parent[{me}]: 4. SIGSTOP: waitid(WSTOPPED | WNOWAIT): {} (state {}); \
          waitpid(WUNTRACED): {}",
         stop.looked(),
@@ -255,7 +256,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     //    is told to end, and does.
     send(pid, Signal::SIGCONT)?;
     let resumed = look_then_take(pid, WaitPidFlag::WCONTINUED, WaitPidFlag::WCONTINUED)?;
-    println!(
+    say!(
         "parent[{me}]: 5. SIGCONT: waitid(WCONTINUED | WNOWAIT): {}; waitpid(WCONTINUED): {}",
         resumed.looked(),
         resumed.word()
@@ -263,7 +264,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     send(pid, Signal::SIGUSR1)?;
     let (_, end) = waitpid_raw(pid, no_flags).map_err(|e| Error::sys("waitpid", e))?;
     child.reaped_by_hand();
-    println!("parent[{me}]:    then SIGUSR1, and it exits: waitpid: {end:#06x}: {}", decoded(end));
+    say!("parent[{me}]:    then SIGUSR1, and it exits: waitpid: {end:#06x}: {}", decoded(end));
     watch.stop_if_interrupted()?;
 
     // 6. SIGCHLD ignored, then SA_NOCLDWAIT: the kernel reaps the child itself, and waitpid,
@@ -281,7 +282,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             Err(errno) => format!("{errno:?}: the kernel reaped it"),
             Ok((_, status)) => format!("{status:#06x}: {}", decoded(status)),
         };
-        println!("parent[{me}]: 6. {name}: waitpid: {said}");
+        say!("parent[{me}]: 6. {name}: waitpid: {said}");
         echild.push(result == Err(Errno::ECHILD));
     }
 
@@ -296,7 +297,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         && end == 0
         && echild == [true, true];
     if !holds {
-        println!("parent[{me}]: NOT AS CLAIMED: a wait reported another status");
+        say!("parent[{me}]: NOT AS CLAIMED: a wait reported another status");
     }
     let hex = |status: i32| format!("{status:#06x}");
     Ok(Summary::new(SCENARIO.name, Verdict::of(holds))

@@ -23,6 +23,7 @@ use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{clone3_child, CloneArgs};
 use clone_cgroup::process::{fork_child, Child};
 use clone_cgroup::procfs::{state_word, Stat, GONE};
+use clone_cgroup::say;
 use clone_cgroup::sync::{await_go, send, SignalWatch};
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -105,10 +106,10 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let watch = SignalWatch::install()?;
     let (cgroup, notes) = cgroup::prepare("zombies", "pids", None, None)?;
     for note in notes {
-        println!("parent[{me}]: 1. {note}");
+        say!("parent[{me}]: 1. {note}");
     }
     cgroup.write("pids.max", &PIDS_MAX.to_string())?;
-    println!("parent[{me}]: 1. pids.max = {}", cgroup.read("pids.max")?.trim());
+    say!("parent[{me}]: 1. pids.max = {}", cgroup.read("pids.max")?.trim());
 
     // 2. Two children born there, which exit at once. Not waited for, they are zombies: still
     //    in the process table, and still counted in the cgroup.
@@ -120,7 +121,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     }
     let states: Vec<String> = zombies.iter().map(|z| state_word(z.pid())).collect();
     let filled = cgroup.read_counter("pids.current")?;
-    println!(
+    say!(
         "parent[{me}]: 2. children {} and {} have exited, unwaited: states {states:?}; \
          pids.current = {filled}",
         zombies[0].pid(),
@@ -143,7 +144,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
             format!("{errno:?}, after it had been given a pid number that the next child skips")
         }
     };
-    println!("parent[{me}]: 3. a third clone3 into it: {third_said}; pids.events max {refused}");
+    say!("parent[{me}]: 3. a third clone3 into it: {third_said}; pids.events max {refused}");
 
     // 4. One wait releases one zombie: its pid is freed, the cgroup has room again.
     let released = zombies[0].pid();
@@ -153,7 +154,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let born = another.pid();
     another.reap()?;
     zombies[1].reap()?;
-    println!(
+    say!(
         "parent[{me}]: 4. waitpid({released}): {:?}; /proc/{released}: {}; pids.current = \
          {after}; a new child ({born}) is born there",
         ended.status,
@@ -167,7 +168,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     send(ours.pid, Signal::SIGUSR1)?;
     let reaped = waitpid(ours.pid, None).map_err(|e| Error::sys("waitpid", e))?;
     let pid_or_gone = |pid: Option<Pid>| pid.map_or(GONE.to_string(), |p| p.to_string());
-    println!(
+    say!(
         "parent[{me}]: 5. subreaper: grandchild {}'s parent went {} -> {} when its parent \
          ended; our waitpid: {reaped:?}",
         ours.pid,
@@ -189,7 +190,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let our_wait_said = our_wait.map_or_else(|e| format!("{e:?}"), |s| format!("{s:?}"));
-    println!(
+    say!(
         "parent[{me}]: 6. no subreaper: grandchild {}'s new parent is {} ({}); our waitpid: \
          {our_wait_said}; then it is {}",
         theirs.pid,
@@ -200,7 +201,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
 
     // 7. Remove the cgroup: everything it held has been reaped.
     if let Some(path) = cgroup.remove()? {
-        println!("parent[{me}]: 7. removed {}", path.display());
+        say!("parent[{me}]: 7. removed {}", path.display());
     }
     let holds = states == ["Z", "Z"]
         && filled == PIDS_MAX
@@ -212,7 +213,7 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         && theirs.adopted_by.is_some_and(|p| p != me)
         && our_wait == Err(Errno::ECHILD);
     if !holds {
-        println!("parent[{me}]: NOT AS CLAIMED: zombies or orphans did not behave as documented");
+        say!("parent[{me}]: NOT AS CLAIMED: zombies or orphans did not behave as documented");
     }
     let third_field = match third {
         ThirdChild::Born { pid, .. } => format!("born:{pid}"),

@@ -107,10 +107,12 @@ pub(crate) fn report_kill(
     let (me, status) = (nix::unistd::getpid(), ended.status);
     if let Some(signal) = why {
         let got = signal.as_str();
-        println!("parent[{me}]: got {got}; killed and reaped child {child}: {status:?}");
+        crate::say!("parent[{me}]: got {got}; killed and reaped child {child}: {status:?}");
         return Error::Interrupted(signal);
     }
-    println!("parent[{me}]: child {child} still running after {timeout:?}; killed it: {status:?}");
+    crate::say!(
+        "parent[{me}]: child {child} still running after {timeout:?}; killed it: {status:?}"
+    );
     Error::Failed(format!("child did not end within {timeout:?}"))
 }
 

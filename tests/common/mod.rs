@@ -274,9 +274,10 @@ pub fn own_cgroups(root: &Path) -> Vec<PathBuf> {
 }
 
 /// What the run with pid `pid` left behind: cgroups anywhere under the cgroup2 mount whose
-/// name carries its pid (`clone-cgroup-PID-N`), and processes still in its process group,
-/// zombies included.
+/// name carries its pid (`clone-cgroup-PID-N`), its tracefs instance (`clone-cgroup-PID`), and
+/// processes still in its process group, zombies included.
 pub fn left_behind(pid: Pid) -> Vec<String> {
+    let instance = format!("{}{pid}", clone_cgroup::trace::INSTANCE_PREFIX);
     let mut left: Vec<String> = Cgroup2Mount::find()
         .map(|mount| own_cgroups(&mount.path))
         .unwrap_or_default()
@@ -284,6 +285,9 @@ pub fn left_behind(pid: Pid) -> Vec<String> {
         .filter(|dir| dir.file_name().and_then(own_name_pid) == Some(pid))
         .map(|dir| dir.display().to_string())
         .collect();
+    if clone_cgroup::trace::instances().contains(&instance) {
+        left.push(format!("tracefs instance {instance}"));
+    }
     // Signal 0 delivers nothing; it fails with ESRCH once the group has no member left.
     if nix::sys::signal::killpg(pid, None).is_ok() {
         left.push(format!("processes in group {pid}"));

@@ -39,6 +39,7 @@ use clone_cgroup::cli::{no_options, Scenario, Summary, Verdict};
 use clone_cgroup::clone3::{clone3_child, not_offered, CloneArgs};
 use clone_cgroup::clone3_probe::try_clone3;
 use clone_cgroup::process::Child;
+use clone_cgroup::say;
 use clone_cgroup::sync::{self, SignalWatch};
 use clone_cgroup::Error;
 use nix::errno::Errno;
@@ -70,42 +71,42 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     let mut table = Table::default();
 
     // 1. What a child shares: it changes the thing, and we look once it has ended.
-    println!("parent[{me}]: 1. what a child shares (each child runs with CLONE_VFORK added)");
+    say!("parent[{me}]: 1. what a child shares (each child runs with CLONE_VFORK added)");
     table.header();
     table.show_all(&sharing::rows())?;
     watch.stop_if_interrupted()?;
 
     // 2. What makes a thread: glibc's flags, with and without the one shown.
-    println!("parent[{me}]: 2. what makes a thread (glibc's pthread_create flags, one changed)");
+    say!("parent[{me}]: 2. what makes a thread (glibc's pthread_create flags, one changed)");
     table.show_all(&threads::rows())?;
     watch.stop_if_interrupted()?;
 
     // 3. The namespaces: a new one has a new inode.
-    println!("parent[{me}]: 3. the namespaces");
+    say!("parent[{me}]: 3. the namespaces");
     table.show_all(&namespaces::rows())?;
     watch.stop_if_interrupted()?;
 
     // 4. The child's place: its parent, when we go on, what we get back, where it starts.
     //    The cgroup made for CLONE_INTO_CGROUP is said too.
-    println!("parent[{me}]: 4. the child's place");
+    say!("parent[{me}]: 4. the child's place");
     for note in table.show_all(&placement::rows())? {
-        println!("parent[{me}]: 4. {note}");
+        say!("parent[{me}]: 4. {note}");
     }
     watch.stop_if_interrupted()?;
 
     // 5. Birth and end as Linux 7.1 lets a parent ask for them; older kernels lack the flags.
-    println!("parent[{me}]: 5. birth and end (Linux 7.1)");
+    say!("parent[{me}]: 5. birth and end (Linux 7.1)");
     table.show_all(&since_7_1::rows())?;
     watch.stop_if_interrupted()?;
 
     // 6. The flags for a traced parent, which this program is not.
-    println!("parent[{me}]: 6. tracing");
+    say!("parent[{me}]: 6. tracing");
     table.show_all(&tracing_rows())?;
 
     let holds = table.differ.is_empty();
     if !holds {
         let (n, differ) = (table.differ.len(), &table.differ);
-        println!("parent[{me}]: NOT AS CLAIMED: {n} rows differ: {differ:?}");
+        say!("parent[{me}]: NOT AS CLAIMED: {n} rows differ: {differ:?}");
     }
     Ok(Summary::new(SCENARIO.name, Verdict::of(holds))
         .field("rows", table.shown + table.not_shown.len())
@@ -152,7 +153,7 @@ struct Table {
 
 impl Table {
     fn header(&self) {
-        println!("    {:<21} {:<46} {:<18} {:<18}", "flag", "shown by", "with", "without");
+        say!("    {:<21} {:<46} {:<18} {:<18}", "flag", "shown by", "with", "without");
     }
 
     /// Runs each row and prints its line; returns what they did to the machine.
@@ -175,15 +176,15 @@ impl Table {
                     self.differ.push(flag);
                 }
                 let verdict = if expected { "as expected" } else { "UNEXPECTED" };
-                println!("    {flag:<21} {:<46} {with:<18} {without:<18} {verdict}", row.shown_by);
+                say!("    {flag:<21} {:<46} {with:<18} {without:<18} {verdict}", row.shown_by);
                 if !expected {
                     let (with, without) = (row.expect_with, row.expect_without);
-                    println!("    {:<68} expected {with} / {without}", "");
+                    say!("    {:<68} expected {with} / {without}", "");
                 }
             }
             Seen::NotShown(why) => {
                 self.not_shown.push(flag);
-                println!("    {flag:<21} {:<46} not shown: {why}", row.shown_by);
+                say!("    {flag:<21} {:<46} not shown: {why}", row.shown_by);
             }
         }
     }
