@@ -10,11 +10,15 @@
 # the run printed (with the kernel's own lines, as its console showed them among the run's),
 # and the exit status. With LABELs, only those runs are captured again.
 #
-# A run whose scenario did not end as claimed is captured all the same: a chapter may show a
-# lost bet on purpose, and tests/book.rs checks each transcript against its program.
+# A run with --trace is also given --trace-svg: its trace (the lines from "--- the kernel's
+# trace" to "--- end of the trace") goes to LABEL.trace.txt, a line in LABEL.txt saying where
+# it went, and its picture to LABEL.svg, checked to be well-formed XML.
 #
-# Exit status: 0 every run captured; 1 a VM did not finish, or a run printed nothing;
-# 2 no VM can run here (vm.sh says why).
+# A run whose scenario did not end as claimed is captured all the same: a chapter may show a
+# lost bet on purpose, and tests/lessons.rs checks each transcript against its program.
+#
+# Exit status: 0 every run captured; 1 a VM did not finish, a run printed nothing, or its
+# picture did not come back whole; 2 no VM can run here (vm.sh says why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/build-env.sh
@@ -40,7 +44,14 @@ for kernel in $(printf '%s\n' "$runs" | cut -f2 | sort -u); do
     task=
     while IFS=$'\t' read -r label line command; do
         [ "$line" = "$kernel" ] || continue
-        task+="echo '@@capture-begin $label'; echo '\$ sudo $command'; (cd /tmp && $command); echo \"(exit status \$?)\"; echo '@@capture-end $label'; "
+        shown=$command run=$command after=
+        if [[ " $command " == *" --trace "* ]]; then
+            shown="$command --trace-svg $label.svg"
+            run="$command --trace-svg /tmp/$label.svg"
+            # Printed after the run, when the kernel's console is quiet.
+            after="echo '@@svg-begin $label'; cat '/tmp/$label.svg'; echo '@@svg-end $label'; "
+        fi
+        task+="echo '@@capture-begin $label'; echo '\$ sudo $shown'; (cd /tmp && $run); echo \"(exit status \$?)\"; echo '@@capture-end $label'; $after"
     done <<< "$runs"
     log=$(mktemp)
     echo "capture.sh: $kernel: $(printf '%s\n' "$runs" | awk -F'\t' -v k="$kernel" '$2 == k' | wc -l) run(s)"
@@ -56,6 +67,17 @@ for kernel in $(printf '%s\n' "$runs" | cut -f2 | sort -u); do
         body=$(sed -n "/^@@capture-begin $label\$/,/^@@capture-end $label\$/p" "$log" | sed '1d;$d')
         if [ -z "$body" ]; then
             echo "capture.sh: $label printed nothing" >&2; status=1; continue
+        fi
+        if printf '%s\n' "$body" | grep -q "^--- the kernel's trace of this run"; then
+            printf '%s\n' "$body" | sed -n "/^--- the kernel's trace of this run/,/^--- end of the trace\$/p" > "$out/$label.trace.txt"
+            body=$(printf '%s\n' "$body" | sed "/^--- the kernel's trace of this run/,/^--- end of the trace\$/c\\
+[the kernel's trace of this run, $(wc -l < "$out/$label.trace.txt") lines, is in $label.trace.txt]")
+            # A console line of the kernel may have landed among the picture's: dropped.
+            sed -n "/^@@svg-begin $label\$/,/^@@svg-end $label\$/p" "$log" | sed '1d;$d' \
+                | grep -v '^\[ *[0-9]*\.[0-9]*\] ' > "$out/$label.svg"
+            if ! python3 -c 'import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])' "$out/$label.svg" 2>/dev/null; then
+                echo "capture.sh: $label: the picture did not come back whole" >&2; status=1
+            fi
         fi
         printf '%s\n%s\n' "$header" "$body" > "$out/$label.txt"
         echo "capture.sh: $out/$label.txt ($(printf '%s\n' "$body" | tail -1))"

@@ -10,8 +10,10 @@
 #      that need root and cgroup v2 are #[ignore]d). Where this host has cgroup v2 with the
 #      memory controller and root (or passwordless sudo), the ignored tests then run here too,
 #      as root, through a cargo runner (`sudo`), never with cargo itself as root. They change
-#      machine-wide state and put it back (see README, "How it is tested"); HOST_ROOT_TESTS=0
+#      machine-wide state and put it back (see the book's chapter "How it is tested"); HOST_ROOT_TESTS=0
 #      leaves them to the VMs.
+#      Then the book (scripts/book.sh build): built by mdBook with warnings as errors, every
+#      link and anchor between its pages checked;
 #   3. the whole suite, ignored tests included, as root inside VMs that boot stock kernels
 #      with a pure cgroup v2 hierarchy (scripts/vm.sh test): on Debian, every kernel line of
 #      scripts/kernels.sh (5.10, 6.1, 6.12 and the newest), each with one CPU and with two,
@@ -109,6 +111,9 @@ elif sudo -n true 2>/dev/null; then
 else
     echo "test-all: this host has cgroup v2, but the root-only tests need root or passwordless sudo: they run in the VMs only"
 fi
+echo "== the book: scripts/book.sh build (warnings as errors, every link and anchor)"
+book=passed
+scripts/book.sh build 2>&1 | tee "$logs/book.log" || { status=1; book=FAILED; }
 host_seconds=$(( $(date +%s) - start ))
 host_counts=$(counts "$logs"/host*.log)
 
@@ -230,7 +235,8 @@ for job in "${queue[@]}"; do
     [ -n "$explained" ] || explained="test-all: FAILED on $where: $(grep '^vm.sh: ' "$log" | tail -2 | tr '\n' ' ')(log: $log)"
     printf '%s\n' "$explained"
 done
-echo "test-all: host ${host_seconds}s (${host_counts% *} passed, ${host_counts#* } failed); VMs ${vm_seconds}s; VM boots $all_boots, of them retried $all_retries; in all $(( $(date +%s) - began ))s"
+[ "$book" = passed ] || echo "test-all: FAILED: the book (scripts/book.sh build; log: $logs/book.log)"
+echo "test-all: host ${host_seconds}s (${host_counts% *} passed, ${host_counts#* } failed; the book $book); VMs ${vm_seconds}s; VM boots $all_boots, of them retried $all_retries; in all $(( $(date +%s) - began ))s"
 [ "${#missing[@]}" = 0 ] || echo "test-all: NOT tested, could not be fetched: ${missing[*]}"
 [ "${#unbuilt[@]}" = 0 ] || echo "test-all: NOT tested, could not be built: ${unbuilt[*]}"
 [ "$quick" = 0 ] || echo "test-all: quick mode: one kernel, $host_arch only, two CPUs, no stress test"

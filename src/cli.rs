@@ -14,7 +14,7 @@
 //! `bad-usage` (exit 2), or `interrupted` (exit 128 + signal).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use crate::trace::{svg, Trace, What};
 use crate::Error;
 use nix::sys::signal::Signal;
 
-/// The exit statuses, as `--help` and the README print them.
+/// The exit statuses, as `--help` prints them and the book's options chapter lists them.
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0        the scenario ended as claimed (for a _fail scenario: the kernel killed the child)
@@ -168,8 +168,9 @@ impl TraceRequest {
                 _ if word == "--trace" => request.wanted = true,
                 Some(("--trace-svg", file)) => request.svg = Some(PathBuf::from(file)),
                 _ if word == "--trace-svg" => match words.next() {
-                    Some(file) => request.svg = Some(PathBuf::from(file)),
-                    None => return Err(Error::Usage("--trace-svg needs a file".into())),
+                    // As for every option's value: one that starts with '-' is an option.
+                    Some(file) if !file.starts_with('-') => request.svg = Some(PathBuf::from(file)),
+                    _ => return Err(Error::Usage("--trace-svg needs a file".into())),
                 },
                 _ => rest.push(word.clone()),
             }
@@ -187,8 +188,22 @@ impl TraceRequest {
             return Ok(None);
         }
         if let Some(file) = &self.svg {
-            std::fs::write(file, "").map_err(|e| {
-                Error::Usage(format!("--trace-svg {}: cannot write it: {e}", file.display()))
+            // Checked, not made: a run refused later leaves no empty file behind.
+            let dir = match file.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            let (path, mode) = if file.exists() {
+                (file.as_path(), nix::unistd::AccessFlags::W_OK)
+            } else {
+                (dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK)
+            };
+            nix::unistd::access(path, mode).map_err(|e| {
+                Error::Usage(format!(
+                    "--trace-svg {}: cannot write it: {}",
+                    file.display(),
+                    e.desc()
+                ))
             })?;
         }
         let watch = sync::SignalWatch::interruptions_only()?;
@@ -226,7 +241,7 @@ impl Tracing {
             let release = nix::sys::utsname::uname()
                 .map(|u| u.release().to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let title = format!("{name} on Linux {release}: what the kernel recorded");
+            let title = format!("{name}, as the kernel recorded it (Linux {release})");
             std::fs::write(file, svg::picture(&timeline, &title))
                 .map_err(|e| Error::io(&format!("failed to write {}", file.display()), e))?;
         }
@@ -254,7 +269,7 @@ pub fn report_error(name: &str, error: &Error) -> ExitCode {
 /// How a run ended, relative to what the scenario claims.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// The scenario ended as its README and `--help` claim.
+    /// The scenario ended as its chapter and `--help` claim.
     AsClaimed,
     /// It ended otherwise.
     NotAsClaimed,

@@ -1,6 +1,7 @@
 //! Teaching programs, and the small library behind them, that show on a real kernel how Linux
 //! creates processes (`fork`, `clone`, `clone3`), how a parent reads their ends (`waitpid`, wait
-//! statuses, signals, pidfds), and how cgroup v2 limits them (`memory.max`, `pids.max`).
+//! statuses, signals, pidfds), how processes die, and how cgroup v2 limits them (`memory.max`,
+//! `pids.max`). The course that teaches with them is a book, in the repository's `book/`.
 //!
 //! # The scenarios
 //! Each is a binary whose file is the lesson: a doc comment that says what it shows and what
@@ -58,10 +59,16 @@
 //! 12. [`wait_raw`]: `waitpid`'s raw status word and `waitid`'s `si_code` and `si_status`.
 //! 13. [`fork_exit`]: a fork that does not flush first, C's `printf`, `atexit`.
 //!
+//! One shows what the kernel saw:
+//! 14. [`trace`]: `--trace`, the kernel's own record of a run from its tracepoints (a tracefs
+//!     instance of the run's own), with the story's lines among its events: the parent's
+//!     written by [`say!`], a child's by [`child_say!`]; as a timeline in words and as a
+//!     picture.
+//!
 //! And one that is not a mechanism at all: [`cli`], the command line every binary shares
-//! (options, `--help`, exit statuses, what a memory scenario claims, the summary line each
-//! run ends with), which uses [`sync`], [`memory`], [`process`] and [`cgroup`]. A reader of a
-//! story can skip it.
+//! (options, `--help`, `--trace`, exit statuses, what a memory scenario claims, the summary
+//! line each run ends with), which uses [`sync`], [`memory`], [`process`], [`cgroup`] and
+//! [`trace`]. A reader of a story can skip it.
 //!
 //! # The rule for code in a child
 //! From its creation to its end, a child runs only what is safe in a signal handler: system

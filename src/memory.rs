@@ -290,8 +290,8 @@ mod tests {
         let largest = largest_buffer_beside_stack(64 << 10);
         assert!(Reservation::with_shared_stack(largest, 64 << 10).is_ok());
         assert!(Reservation::with_shared_stack(largest + 1, 64 << 10).is_err());
-        // The README's figure for the clone3 pair, with 4 KiB pages: 2 MiB less the
-        // page-table page, the guard page and the 64 KiB stack.
+        // The book's figure for the clone3 pair (`--alloc` at most 1976K), with 4 KiB pages:
+        // 2 MiB less the page-table page, the guard page and the 64 KiB stack.
         if page_size() == 4096 {
             assert_eq!(largest, 1976 << 10);
         }

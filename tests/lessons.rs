@@ -138,3 +138,163 @@ fn the_library_reads_from_the_bottom_up_without_a_cycle_of_modules() {
     }
     assert!(uses["process"].contains("sync") && !uses["sync"].contains("process"));
 }
+
+/// A run the book shows, as `scripts/capture.sh` wrote it: the command, then the output.
+struct Transcript {
+    file: String,
+    /// The binary it ran (the first word after `$ sudo `).
+    binary: String,
+    /// The steps it printed.
+    steps: BTreeSet<u32>,
+    /// The keys of its summary line, `None` without one.
+    summary_keys: Option<BTreeSet<String>>,
+    /// Whether its summary says `verdict=as-claimed`.
+    as_claimed: bool,
+    /// Whether it ran `--help`, which prints no story and no summary.
+    help: bool,
+    /// The file its trace went to, for a run with `--trace`.
+    trace: Option<String>,
+}
+
+fn transcripts() -> Vec<Transcript> {
+    let runs = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/runs");
+    let mut all = Vec::new();
+    for entry in fs::read_dir(&runs).unwrap() {
+        let path = entry.unwrap().path();
+        let file_name = path.file_name().unwrap().to_string_lossy().into_owned();
+        // A trace (LABEL.trace.txt) belongs to its run's transcript, checked with it.
+        if path.extension().map_or(true, |e| e != "txt") || file_name.ends_with(".trace.txt") {
+            continue;
+        }
+        let text = fs::read_to_string(&path).unwrap();
+        let file = file_name;
+        let command = text.lines().find_map(|l| l.strip_prefix("$ sudo ")).unwrap_or("");
+        // `sh -c "ulimit -H -c 0; exec wait_statuses"`: the program is the last command's.
+        let last = command.rsplit(';').next().unwrap_or("");
+        let mut words = last.split_whitespace().map(|w| w.trim_matches('"'));
+        let binary = words.find(|w| *w != "exec").unwrap_or("").to_string();
+        let steps = text
+            .lines()
+            .filter_map(|line| {
+                let rest = &line[line.find("]: ")? + 3..];
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                (!digits.is_empty() && rest[digits.len()..].starts_with(". "))
+                    .then(|| digits.parse().unwrap())
+            })
+            .collect();
+        let summary_keys = text.lines().find_map(|l| l.strip_prefix("summary ")).map(|s| {
+            s.split_whitespace()
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, _)| k.to_string())
+                .collect()
+        });
+        let help = command.split_whitespace().any(|w| w == "--help");
+        let trace = text.lines().find_map(|l| {
+            let rest = l.strip_prefix("[the kernel's trace of this run, ")?;
+            Some(rest.split(" is in ").nth(1)?.trim_end_matches(']').to_string())
+        });
+        let as_claimed =
+            text.lines().any(|l| l.starts_with("summary ") && l.contains(" verdict=as-claimed"));
+        all.push(Transcript { file, binary, steps, summary_keys, as_claimed, help, trace });
+    }
+    all
+}
+
+/// The source of binary `name` as its story is told: a `_fail` twin's is its sibling's.
+fn story_source(name: &str) -> Option<String> {
+    let bins = units(&src().join("bin"));
+    bins.get(name.strip_suffix("_fail").unwrap_or(name)).cloned()
+}
+
+/// The keys a binary's summary has, read from its source: each `.field("KEY"`, and those
+/// every memory scenario adds (`Claim::summary`), and the two every summary starts with.
+fn summary_keys_in(source: &str) -> BTreeSet<String> {
+    let mut keys: BTreeSet<String> = ["scenario", "verdict"].map(String::from).into();
+    for piece in source.split(".field(\"").skip(1) {
+        keys.insert(piece.split('"').next().unwrap().to_string());
+    }
+    if source.contains(".summary(scenario") {
+        let cli = fs::read_to_string(src().join("cli.rs")).unwrap();
+        let claim = &cli[cli.find("pub fn summary(").unwrap()..];
+        keys.extend(summary_keys_in(claim));
+    }
+    keys
+}
+
+#[test]
+fn every_transcript_in_the_book_is_in_step_with_its_program() {
+    let transcripts = transcripts();
+    assert!(transcripts.len() >= 25, "only {} transcripts", transcripts.len());
+    for run in transcripts {
+        let name = &run.file;
+        // An example of the library (cgroup_limit) is no story: its steps are its own.
+        let Some(source) = story_source(&run.binary) else {
+            let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+            assert!(
+                example.join(format!("{}.rs", run.binary)).exists(),
+                "{name}: no program {}",
+                run.binary
+            );
+            continue;
+        };
+        if run.help {
+            continue; // --help prints no story and no summary
+        }
+        let steps = printed_steps(&source);
+        // Every step it shows is one the program prints, and it ran to the program's last.
+        assert!(
+            run.steps.is_subset(&steps),
+            "{name}: steps {:?} not all in {:?}",
+            run.steps,
+            steps
+        );
+        let keys = run.summary_keys.unwrap_or_else(|| panic!("{name}: no summary line"));
+        // A run stopped by an error (a refused option, shown on purpose) has a summary of its
+        // scenario and verdict alone, and stops where the error came.
+        let stopped_by_an_error = keys.len() == 2 && !run.as_claimed;
+        if stopped_by_an_error {
+            continue;
+        }
+        if let Some(last) = steps.last() {
+            assert!(run.steps.contains(last), "{name}: never reached step {last}");
+        }
+        assert_eq!(keys, summary_keys_in(&source), "{name}: the summary's keys");
+        if let Some(trace) = &run.trace {
+            // The trace and the picture capture.sh took apart from the transcript.
+            let runs = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/runs");
+            let text = fs::read_to_string(runs.join(trace)).unwrap_or_default();
+            assert!(text.starts_with("--- the kernel's trace of this run"), "{name}: no {trace}");
+            assert!(text.trim_end().ends_with("--- end of the trace"), "{name}: {trace} cut short");
+            let picture = trace.replace(".trace.txt", ".svg");
+            let svg = fs::read_to_string(runs.join(&picture)).unwrap_or_default();
+            assert!(
+                svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+                "{name}: no {picture}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_lesson_has_its_chapter_and_every_chapter_is_in_the_book() {
+    let book = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src");
+    let summary = fs::read_to_string(book.join("SUMMARY.md")).unwrap();
+    let scenarios =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/scenarios.txt"))
+            .unwrap();
+    let measurements = ["spawn_bench", "cgroup_race"];
+    for lesson in scenarios.lines().chain(measurements).filter(|l| !l.is_empty()) {
+        // A _fail twin shares its sibling's chapter.
+        let chapter = format!("{}.md", lesson.strip_suffix("_fail").unwrap_or(lesson));
+        assert!(book.join(&chapter).exists(), "{lesson}: no chapter {chapter}");
+        assert!(summary.contains(&format!("({chapter})")), "{chapter} is not in SUMMARY.md");
+        let text = fs::read_to_string(book.join(&chapter)).unwrap();
+        assert!(text.contains("{{#include runs/"), "{chapter} shows no real run");
+        if !measurements.contains(&lesson) {
+            // A lesson's chapter shows the kernel's record of its run, in words and drawn.
+            for shown in [format!("runs/{lesson}.trace.txt"), format!("runs/{lesson}.svg")] {
+                assert!(text.contains(&shown), "{chapter} does not show {shown}");
+            }
+        }
+    }
+}

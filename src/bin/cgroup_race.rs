@@ -347,7 +347,9 @@ fn run(args: &[String]) -> Result<Summary, Error> {
     }
     say!("");
     say!("delayed: the child sleeps DELAY after its warm-up and the parent moves it at DELAY/2;");
-    say!("clone to in cgroup: the median time from clone returning to the move having been made.");
+    say!(
+        "clone to in cgroup: the median time from just before clone to the move having been made."
+    );
     Ok(Summary::new(SCENARIO.name, Verdict::of(synced_all_matched))
         .field("runs", runs)
         .field("rows", rows)

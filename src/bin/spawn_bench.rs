@@ -229,8 +229,11 @@ fn run(args: &[String]) -> Result<Summary, Error> {
         drop(memory);
     }
     say!("");
-    say!("TLPI /s: The Linux Programming Interface, table 28-3, at parents of 1.70 MB (here: 2)");
-    say!("and 11.70 MB (here: 12); its vfork, clone and vfork+exec rates hardly depend on size.");
+    say!("TLPI /s: The Linux Programming Interface, table 28-3, at parents of 1.70 and 11.70 MB,");
+    say!(
+        "beside rows of 2 and 12 MB; its vfork, clone and vfork+exec rates hardly depend on size,"
+    );
+    say!("so they stand beside every size.");
     Ok(Summary::new(SCENARIO.name, Verdict::AsClaimed)
         .field("rows", rows)
         .field("count", count)

@@ -140,7 +140,7 @@ impl Trace {
         if !instances.is_dir() {
             return Err(Error::cannot_run(format!(
                 "tracefs at {} is empty: this kernel is locked down ({}), which keeps tracing \
-                 from everyone; --trace cannot work here",
+                 from everyone; --trace needs a kernel booted without lockdown=confidentiality",
                 tracefs.display(),
                 fs::read_to_string("/sys/kernel/security/lockdown")
                     .map(|l| format!("/sys/kernel/security/lockdown: {}", l.trim()))

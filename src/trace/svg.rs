@@ -21,18 +21,21 @@ use nix::unistd::Pid;
 use super::timeline::{signal_name, story_text, Process, Role, Timeline};
 use super::{call_name, What};
 
-/// `CLONE_INTO_CGROUP`, as `task_newtask` shows it.
+/// `CLONE_INTO_CGROUP` and `CLONE_THREAD`, as `task_newtask` shows them.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+const CLONE_THREAD: u64 = 0x10000;
 
 /// Where the lanes begin (the room left of it holds their names) and how wide they run.
-const LEFT: f64 = 170.0;
-const PLOT: f64 = 780.0;
+const LEFT: f64 = 150.0;
+const PLOT: f64 = 580.0;
 /// The story's axis.
 const TOP: f64 = 70.0;
 
 /// Colours of named cgroups, in the order they appear.
 const PALETTE: [&str; 6] = ["#1b7f3b", "#2a6fdb", "#8e44ad", "#d35400", "#00838f", "#6d4c41"];
 const NO_CGROUP_OF_OURS: &str = "#4a4a4a";
+/// Up to this many refused calls each get their errno written out; more, a tick each.
+const LABELLED_REFUSALS: usize = 12;
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -61,13 +64,20 @@ impl Lanes {
             .processes()
             .into_iter()
             .filter(|p| matches!(p.role, Role::Parent | Role::Descendant(_) | Role::Thread))
+            // init, where an orphan of ours told it of its end
+            .chain(timeline.events.iter().enumerate().find_map(|(i, e)| match e.what {
+                What::Signal { to, .. } if to.as_raw() == 1 => Some(timeline.process_at(to, i)),
+                _ => None,
+            }))
             .collect();
         let height = if processes.len() <= 12 { 32.0 } else { 20.0 };
         Lanes { processes, height }
     }
 
-    fn of_pid(&self, pid: Pid) -> Option<usize> {
-        self.processes.iter().position(|p| p.pid == pid)
+    /// The lane of the process `pid` names at event `at` (a pid given twice is two lanes).
+    fn at(&self, timeline: &Timeline, pid: Pid, at: usize) -> Option<usize> {
+        let born = timeline.birth_of(pid, at);
+        self.processes.iter().position(|p| p.pid == pid && p.born == born)
     }
 
     fn y(&self, lane: usize) -> f64 {
@@ -125,36 +135,57 @@ fn places(timeline: &Timeline, lanes: &Lanes) -> Vec<Vec<(usize, Place)>> {
     let now = |changes: &Vec<Vec<(usize, Place)>>, lane: Option<usize>| {
         lane.and_then(|l| changes[l].last().map(|(_, place)| place.clone())).unwrap_or(Place::Start)
     };
+    // The program's word on births into cgroups comes after the birth (clone3 must return
+    // first), and a child may fork before it: read them all first.
+    let mut born_in: Vec<Option<String>> = vec![None; lanes.processes.len()];
+    for (i, event) in timeline.events.iter().enumerate() {
+        if let What::BornIn { child, path } = &event.what {
+            if let Some(lane) = lanes.at(timeline, *child, i) {
+                born_in[lane] = Some(path.clone());
+            }
+        }
+    }
+    // A thread's lane, and the lane of its group's leader, who moves with all its threads.
+    let mut leader_of: Vec<Option<usize>> = vec![None; lanes.processes.len()];
     for (i, event) in timeline.events.iter().enumerate() {
         match &event.what {
             What::NewTask { child, flags } => {
-                let Some(lane) = lanes.of_pid(*child) else { continue };
+                let Some(lane) = lanes.at(timeline, *child, i) else { continue };
+                if flags & CLONE_THREAD != 0 {
+                    let maker = lanes.at(timeline, event.task, i);
+                    leader_of[lane] = maker.map(|m| leader_of[m].unwrap_or(m));
+                }
                 let place = if flags & CLONE_INTO_CGROUP == 0 {
-                    now(&changes, lanes.of_pid(event.task))
+                    now(&changes, lanes.at(timeline, event.task, i))
+                } else if let Some(path) = &born_in[lane] {
+                    Place::Named(path.clone())
                 } else {
-                    // The parent's event just before the birth, if it says which cgroup the
-                    // birth made populated.
-                    let before = timeline.events[..i].iter().rev().find(|e| e.task == event.task);
-                    match before.map(|e| &e.what) {
-                        Some(What::Populated { path, populated: true }) => {
-                            Place::Named(path.clone())
-                        }
-                        _ => Place::Unnamed,
-                    }
+                    // The parent's events just before the birth, if they say which cgroups
+                    // the birth made populated: the cgroup first, then each ancestor it made
+                    // populated with it (cgroup_update_populated walks up).
+                    let populated = timeline.events[..i]
+                        .iter()
+                        .rev()
+                        .filter(|e| e.task == event.task)
+                        .map_while(|e| match &e.what {
+                            What::Populated { path, populated: true } => Some(path.clone()),
+                            _ => None,
+                        })
+                        .last();
+                    populated.map_or(Place::Unnamed, Place::Named)
                 };
                 changes[lane].push((i, place));
             }
             What::Moved { pid, path } => {
-                if let Some(lane) = lanes.of_pid(*pid) {
-                    changes[lane].push((i, Place::Named(path.clone())));
+                // A write to cgroup.procs moves the whole thread group; the event names its
+                // leader. A process that had ended is not moved at all (a zombie stays).
+                let Some(lane) = lanes.at(timeline, *pid, i) else { continue };
+                if timeline.ended_before(i, *pid) {
+                    continue;
                 }
-            }
-            What::BornIn { child, path } => {
-                // The program's word for a birth the events left unnamed.
-                let lane = lanes.of_pid(*child);
-                if let Some(birth) = lane.and_then(|l| changes[l].first_mut()) {
-                    if birth.1 == Place::Unnamed {
-                        birth.1 = Place::Named(path.clone());
+                for moved in 0..changes.len() {
+                    if moved == lane || leader_of[moved] == Some(lane) {
+                        changes[moved].push((i, Place::Named(path.clone())));
                     }
                 }
             }
@@ -191,7 +222,9 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
         _ => NO_CGROUP_OF_OURS,
     };
     let small = lanes.height < 30.0;
-    let legend_rows = 1 + named.len() + usize::from(unnamed_seen);
+    let refusals =
+        timeline.events.iter().filter(|e| matches!(e.what, What::Refused { .. })).count();
+    let legend_rows = 2 + named.len() + usize::from(unnamed_seen) + usize::from(refusals > 0);
     let height = lanes.bottom() + 46.0 + legend_rows as f64 * 16.0 + 10.0;
     let width = LEFT + PLOT + 30.0;
     let mut svg = String::new();
@@ -202,7 +235,7 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
     let _ = writeln!(svg, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
     let _ = writeln!(
         svg,
-        r#"<text x="12" y="22" font-size="15" font-weight="bold">{}</text>"#,
+        r#"<text x="12" y="22" font-size="14" font-weight="bold">{}</text>"#,
         escape(title)
     );
     let _ = writeln!(
@@ -217,7 +250,8 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
         r##"<line x1="{LEFT}" y1="{TOP}" x2="{}" y2="{TOP}" stroke="#999"/>"##,
         LEFT + PLOT
     );
-    let mut last_label = f64::MIN;
+    let mut last_label = [f64::MIN; 2];
+    let mut shown_steps: Vec<String> = Vec::new();
     for (i, event) in timeline.events.iter().enumerate() {
         let What::Story(line) = &event.what else { continue };
         let text = story_text(line);
@@ -228,16 +262,22 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
             x[i],
             TOP - 6.0,
             TOP + 6.0,
-            escape(&format!("{}: {text}", timeline.process(event.task)))
+            escape(&format!("{}: {text}", timeline.process_at(event.task, i)))
         );
-        if !step.is_empty() && x[i] - last_label > 14.0 {
-            let _ = writeln!(
-                svg,
-                r#"<text x="{:.1}" y="{}" text-anchor="middle">{step}</text>"#,
-                x[i],
-                TOP - 10.0
-            );
-            last_label = x[i];
+        // A step's number once, at its first line; on a second row where the first is taken.
+        let new_step = !step.is_empty() && shown_steps.last() != Some(&step);
+        if new_step {
+            let row = usize::from(x[i] - last_label[0] <= 12.0);
+            if x[i] - last_label[row] > 12.0 {
+                let _ = writeln!(
+                    svg,
+                    r#"<text x="{:.1}" y="{}" text-anchor="middle">{step}</text>"#,
+                    x[i],
+                    TOP - 10.0 - row as f64 * 13.0
+                );
+                last_label[row] = x[i];
+            }
+            shown_steps.push(step);
         }
     }
 
@@ -259,7 +299,10 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
         for (n, (from, place)) in changes.iter().enumerate() {
             let start =
                 if *from == 0 && n == 0 && process.role == Role::Parent { LEFT } else { x[*from] };
-            let stop = changes.get(n + 1).map_or(end, |(next, _)| x[*next]);
+            let stop = changes.get(n + 1).map_or(end, |(next, _)| x[*next]).min(end);
+            if stop <= start {
+                continue;
+            }
             let dash = if *place == Place::Unnamed { r#" stroke-dasharray="5,3""# } else { "" };
             let _ = writeln!(
                 svg,
@@ -273,40 +316,47 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
     let mut labelled: Vec<(usize, i32, f64)> = Vec::new(); // (lane, signal, x) last labelled
     let mut labels = Labels { taken: Vec::new(), right_edge: width - 6.0 };
     for (i, event) in timeline.events.iter().enumerate() {
-        let Some(lane) = lanes.of_pid(event.task) else { continue };
+        let Some(lane) = lanes.at(timeline, event.task, i) else { continue };
         let (ex, ey) = (x[i], lanes.y(lane));
         let title = escape(&format!(
             "{:.3} ms: {} {}",
             timeline.ms(event),
-            timeline.process(event.task),
-            timeline.words(event)
+            timeline.process_at(event.task, i),
+            timeline.words(i)
         ));
         match &event.what {
             What::NewTask { child, .. } => {
-                let Some(to) = lanes.of_pid(*child) else { continue };
+                let Some(to) = lanes.at(timeline, *child, i) else { continue };
                 let _ = writeln!(
                     svg,
                     r##"<line x1="{ex:.1}" y1="{ey:.1}" x2="{ex:.1}" y2="{:.1}" stroke="#2a6fdb" stroke-width="1.2" marker-end="url(#arrow)"><title>{title}</title></line>"##,
                     lanes.y(to) - 4.0
                 );
             }
-            What::Moved { pid, .. } => {
-                let Some(to) = lanes.of_pid(*pid) else { continue };
+            What::Moved { pid, path } => {
+                let Some(to) = lanes.at(timeline, *pid, i) else { continue };
+                // In the colour of the cgroup it went to; grey and dashed where it had ended
+                // and nothing moved.
+                let (stroke, dash) = if timeline.ended_before(i, *pid) {
+                    ("#999999", r#" stroke-dasharray="2,2""#)
+                } else {
+                    (colour(&Place::Named(path.clone())), "")
+                };
                 let _ = writeln!(
                     svg,
-                    r##"<circle cx="{ex:.1}" cy="{:.1}" r="4.5" fill="#ffffff" stroke="#1b7f3b" stroke-width="2"><title>{title}</title></circle>"##,
+                    r##"<circle cx="{ex:.1}" cy="{:.1}" r="4.5" fill="#ffffff" stroke="{stroke}" stroke-width="2"{dash}><title>{title}</title></circle>"##,
                     lanes.y(to)
                 );
             }
             What::Exec { .. } => {
-                let (lx, ly) = labels.place(ex - 8.0, ey - 7.0, "exec");
+                let (lx, ly) = labels.place(ex - 8.0, ey - 10.0, "exec");
                 let _ = writeln!(
                     svg,
                     r##"<text x="{lx:.1}" y="{ly:.1}" font-size="10">exec<title>{title}</title></text>"##
                 );
             }
             What::Signal { signal, to, .. } => {
-                let Some(target) = lanes.of_pid(*to) else { continue };
+                let Some(target) = lanes.at(timeline, *to, i) else { continue };
                 let chld = *signal == libc::SIGCHLD;
                 let stroke = match *signal {
                     libc::SIGKILL => "#c62828",
@@ -347,7 +397,7 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
                 }
             }
             What::OomVictim { victim } => {
-                let Some(v) = lanes.of_pid(*victim) else { continue };
+                let Some(v) = lanes.at(timeline, *victim, i) else { continue };
                 let (lx, ly) = labels.place(ex - 10.0, lanes.y(v) + 13.0, "OOM");
                 let _ = writeln!(
                     svg,
@@ -370,13 +420,22 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
                     ey - 4.0
                 );
             }
-            What::Refused { syscall, errno } => {
+            What::Refused { syscall, errno } if refusals <= LABELLED_REFUSALS => {
                 let text =
                     format!("{}: {:?}", call_name(*syscall), nix::errno::Errno::from_raw(*errno));
                 let (lx, ly) = labels.place(ex - 20.0, ey + 13.0, &text);
                 let _ = writeln!(
                     svg,
                     r##"<text x="{lx:.1}" y="{ly:.1}" fill="#c62828" font-size="10">{text}<title>{title}</title></text>"##
+                );
+            }
+            What::Refused { .. } => {
+                // Too many to name each: a red tick, its errno on hover.
+                let _ = writeln!(
+                    svg,
+                    r##"<line x1="{ex:.1}" y1="{:.1}" x2="{ex:.1}" y2="{:.1}" stroke="#c62828" stroke-width="2"><title>{title}</title></line>"##,
+                    ey + 3.0,
+                    ey + 12.0
                 );
             }
             _ => {}
@@ -415,8 +474,35 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
     let mut row = axis + 40.0;
     let _ = writeln!(
         svg,
-        r##"<text x="12" y="{row}" font-size="11" fill="#333">blue arrow: a birth · ○: moved into a cgroup · arrows: signals (red SIGKILL, grey SIGCHLD) · ✕: an end · ◆: a wait · hover for the kernel's words</text>"##
+        r##"<text x="12" y="{row}" font-size="11" fill="#333">blue arrow: a birth · ○: a move into a cgroup, in its colour · ✕: an end · ◆: a wait</text>"##
     );
+    row += 16.0;
+    let _ = writeln!(
+        svg,
+        r##"<text x="12" y="{row}" font-size="11" fill="#333">arrows between lanes: signals (red SIGKILL, grey SIGCHLD, orange the others) · hover for the kernel's words</text>"##
+    );
+    if refusals > LABELLED_REFUSALS {
+        row += 16.0;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="26" y1="{0}" x2="26" y2="{1}" stroke="#c62828" stroke-width="2"/><text x="48" y="{2}" font-size="11" fill="#333">a call that makes a process, refused ({refusals} in this run; hover for the errno)</text>"##,
+            row - 12.0,
+            row - 2.0,
+            row
+        );
+    } else if let Some(first) = timeline.events.iter().find_map(|e| match e.what {
+        What::Refused { syscall, errno } => {
+            Some(format!("{}: {:?}", call_name(syscall), nix::errno::Errno::from_raw(errno)))
+        }
+        _ => None,
+    }) {
+        row += 16.0;
+        let _ = writeln!(
+            svg,
+            r##"<text x="12" y="{row}" font-size="11" fill="#c62828">{first}</text><text x="{:.1}" y="{row}" font-size="11" fill="#333">: a call that makes a process, refused, with its errno</text>"##,
+            14.0 + first.len() as f64 * 6.2
+        );
+    }
     let mut key = |svg: &mut String, colour: &str, dash: &str, text: &str| {
         row += 16.0;
         let _ = writeln!(
@@ -467,12 +553,31 @@ mod tests {
         let timeline = Timeline::new(events, Pid::from_raw(10));
         let lanes = Lanes::of(&timeline);
         let places = places(&timeline, &lanes);
-        let lane = |pid| lanes.of_pid(pid).unwrap();
+        let lane = |pid| lanes.at(&timeline, pid, 9).unwrap();
         assert_eq!(places[lane(c)], vec![(1, Place::Named("/a".into()))]);
         assert_eq!(places[lane(d)], vec![(2, Place::Unnamed)]);
         assert_eq!(places[lane(e)], vec![(3, Place::Start), (4, Place::Named("/b".into()))]);
         let svg = picture(&timeline, "t");
         assert!(svg.contains("in cgroup /a") && svg.contains("in cgroup /b"), "{svg}");
         assert!(svg.contains("does not name"), "{svg}");
+    }
+
+    #[test]
+    fn threads_move_with_their_leader_and_an_ended_process_is_not_moved() {
+        let (leader, thread, zombie) = (Pid::from_raw(11), Pid::from_raw(12), Pid::from_raw(13));
+        let events = vec![
+            at(0, 10, What::NewTask { child: leader, flags: 0 }),
+            at(1, 11, What::NewTask { child: thread, flags: CLONE_THREAD }),
+            at(2, 10, What::NewTask { child: zombie, flags: 0 }),
+            at(3, 13, What::Exit { group_dead: None }),
+            at(4, 10, What::Moved { pid: leader, path: "/t".into() }),
+            at(5, 10, What::Moved { pid: zombie, path: "/t".into() }),
+        ];
+        let timeline = Timeline::new(events, Pid::from_raw(10));
+        let lanes = Lanes::of(&timeline);
+        let places = places(&timeline, &lanes);
+        let lane = |pid| lanes.at(&timeline, pid, 5).unwrap();
+        assert_eq!(places[lane(thread)].last(), Some(&(4, Place::Named("/t".into()))));
+        assert_eq!(places[lane(zombie)], vec![(2, Place::Start)]);
     }
 }

@@ -25,8 +25,9 @@ use nix::unistd::Pid;
 
 use super::{call_name, Event, What};
 
-/// `CLONE_THREAD`, as `task_newtask` shows it.
+/// `CLONE_THREAD` and `CLONE_PARENT`, as `task_newtask` shows them.
 const CLONE_THREAD: u64 = 0x10000;
+const CLONE_PARENT: u64 = 0x8000;
 
 /// What a process is to the program, for the timeline's names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +54,10 @@ pub struct Process {
     /// What its own lines of the story call it (`manager` for `manager[129]: ...`), where
     /// it wrote any.
     pub name: Option<String>,
+    /// The index of the event that made it, in the timeline; `None` for the program itself
+    /// and any process the trace did not see born. A pid freed and given again names two
+    /// processes, told apart by their births.
+    pub born: Option<usize>,
 }
 
 impl fmt::Display for Process {
@@ -78,9 +83,11 @@ impl fmt::Display for Process {
 pub struct Timeline {
     /// The trace's events, in its order.
     pub events: Vec<Event>,
-    roles: BTreeMap<Pid, Role>,
-    /// The names the story's lines give their writers.
-    names: BTreeMap<Pid, String>,
+    /// Each pid's births, in order: the event's index and the role of the process made.
+    births: BTreeMap<Pid, Vec<(usize, Role)>>,
+    /// The names the story's lines give their writers, by pid and birth.
+    names: BTreeMap<(Pid, Option<usize>), String>,
+    parent: Pid,
     /// The time of the first event: the timeline's zero.
     start: Duration,
 }
@@ -88,71 +95,94 @@ pub struct Timeline {
 impl Timeline {
     /// The timeline of `events`, the program being `parent`.
     pub fn new(events: Vec<Event>, parent: Pid) -> Timeline {
-        let mut roles = BTreeMap::from([(parent, Role::Parent)]);
-        for event in &events {
-            if let What::NewTask { child, flags } = event.what {
-                let role = if flags & CLONE_THREAD != 0 {
-                    Role::Thread
-                } else {
-                    match roles.get(&event.task) {
-                        Some(Role::Parent) => Role::Descendant(1),
-                        Some(Role::Descendant(n)) => Role::Descendant(n + 1),
-                        Some(Role::Thread) => Role::Descendant(1),
-                        _ => Role::Other,
-                    }
-                };
-                roles.entry(child).or_insert(role);
-            }
-        }
-        // A kernel without task_newtask still has sched_process_fork.
-        for event in &events {
-            if let What::Forked { child } = event.what {
-                let role = match roles.get(&event.task) {
-                    Some(Role::Parent) => Role::Descendant(1),
-                    Some(Role::Descendant(n)) => Role::Descendant(n + 1),
-                    _ => Role::Other,
-                };
-                roles.entry(child).or_insert(role);
-            }
+        let mut timeline = Timeline {
+            events,
+            births: BTreeMap::new(),
+            names: BTreeMap::new(),
+            parent,
+            start: Duration::ZERO,
+        };
+        timeline.start = timeline.events.first().map_or(Duration::ZERO, |e| e.at);
+        // Births, in one pass: task_newtask makes a process; sched_process_fork (which follows
+        // it, and which a kernel without task_newtask still has) only where no birth of that
+        // pid is already alive.
+        let mut alive: BTreeMap<Pid, bool> = BTreeMap::new();
+        for i in 0..timeline.events.len() {
+            let event = &timeline.events[i];
+            let (child, flags) = match event.what {
+                What::NewTask { child, flags } => (child, Some(flags)),
+                What::Forked { child } if !alive.get(&child).copied().unwrap_or(false) => {
+                    (child, None)
+                }
+                What::Exit { .. } => {
+                    alive.insert(event.task, false);
+                    continue;
+                }
+                _ => continue,
+            };
+            let maker = timeline.process_at(event.task, i).role;
+            let role = match (maker, flags) {
+                (_, Some(flags)) if flags & CLONE_THREAD != 0 => Role::Thread,
+                // CLONE_PARENT: a sibling of its maker, its maker's parent's child.
+                (Role::Parent, Some(flags)) if flags & CLONE_PARENT != 0 => Role::Other,
+                (Role::Descendant(n), Some(flags)) if flags & CLONE_PARENT != 0 => {
+                    Role::Descendant(n)
+                }
+                (Role::Parent | Role::Thread, _) => Role::Descendant(1),
+                (Role::Descendant(n), _) => Role::Descendant(n + 1),
+                _ => Role::Other,
+            };
+            timeline.births.entry(child).or_default().push((i, role));
+            alive.insert(child, true);
         }
         // "manager[129]: 3. ..." names its writer; the number in brackets is the pid the
         // writer sees, which in a new PID namespace is not the trace's.
-        let mut names = BTreeMap::new();
-        for event in &events {
+        for i in 0..timeline.events.len() {
+            let event = &timeline.events[i];
             if let What::Story(line) = &event.what {
                 if let Some(name) = story_writer(line) {
-                    names.entry(event.task).or_insert_with(|| name.to_string());
+                    let key = (event.task, timeline.birth_of(event.task, i));
+                    timeline.names.entry(key).or_insert_with(|| name.to_string());
                 }
             }
         }
-        let start = events.first().map_or(Duration::ZERO, |e| e.at);
-        Timeline { events, roles, names, start }
+        timeline
     }
 
-    /// `pid` with its role.
-    pub fn process(&self, pid: Pid) -> Process {
-        let role = match self.roles.get(&pid) {
-            Some(role) => *role,
+    /// The birth of the process `pid` names at event `at`: the last before it (or the first,
+    /// for an event before any, the process's own birth events included).
+    pub fn birth_of(&self, pid: Pid, at: usize) -> Option<usize> {
+        let births = self.births.get(&pid)?;
+        births.iter().rev().find(|(i, _)| *i <= at).or(births.first()).map(|(i, _)| *i)
+    }
+
+    /// The process `pid` names at event `at`, with its role.
+    pub fn process_at(&self, pid: Pid, at: usize) -> Process {
+        let born = self.birth_of(pid, at);
+        let role = match born {
+            Some(i) => self.births[&pid].iter().find(|(b, _)| *b == i).map_or(Role::Other, |r| r.1),
+            None if pid == self.parent => Role::Parent,
             None if pid.as_raw() == 1 => Role::Init,
             None => Role::Other,
         };
-        Process { pid, role, name: self.names.get(&pid).cloned() }
+        Process { pid, role, name: self.names.get(&(pid, born)).cloned(), born }
     }
 
     /// The processes of the story (those it made, and itself), in the order they appear.
     pub fn processes(&self) -> Vec<Process> {
-        let mut seen: Vec<Pid> = Vec::new();
-        for event in &self.events {
-            if !seen.contains(&event.task) {
-                seen.push(event.task);
-            }
+        let mut seen: Vec<Process> = Vec::new();
+        for (i, event) in self.events.iter().enumerate() {
+            let mut found = vec![self.process_at(event.task, i)];
             if let What::Forked { child } | What::NewTask { child, .. } = event.what {
-                if !seen.contains(&child) {
-                    seen.push(child);
+                found.push(self.process_at(child, i));
+            }
+            for process in found {
+                if !seen.iter().any(|p| p.pid == process.pid && p.born == process.born) {
+                    seen.push(process);
                 }
             }
         }
-        seen.into_iter().map(|pid| self.process(pid)).collect()
+        seen
     }
 
     /// Milliseconds from the first event.
@@ -187,15 +217,17 @@ impl Timeline {
         }
     }
 
-    /// What an event says, in words, its processes named.
-    pub fn words(&self, event: &Event) -> String {
+    /// What event `i` says, in words, its processes named.
+    pub fn words(&self, i: usize) -> String {
+        let event = &self.events[i];
+        let process = |pid: Pid| self.process_at(pid, i);
         match &event.what {
             What::Story(line) => story_text(line).to_string(),
             What::NewTask { child, flags } => {
-                format!("makes {}{}", self.process(*child), flag_words(*flags))
+                format!("makes {}{}", process(*child), flag_words(*flags))
             }
-            What::BornIn { child, path } => format!("{} was born in {path}", self.process(*child)),
-            What::Forked { child } => format!("made {}", self.process(*child)),
+            What::BornIn { child, path } => format!("{} was born in {path}", process(*child)),
+            What::Forked { child } => format!("made {}", process(*child)),
             What::Exec { filename } => {
                 // The file's name, not the folders it lies in: they say where the program was
                 // built, not what the kernel did.
@@ -204,32 +236,48 @@ impl Timeline {
             }
             What::Exit { group_dead: Some(false) } => "ends (its thread group lives on)".into(),
             What::Exit { .. } => "ends".into(),
-            What::Wait { pid: Some(pid) } => format!("waits for {}", self.process(*pid)),
+            What::Wait { pid: Some(pid) } => format!("waits for {}", process(*pid)),
             What::Wait { pid: None } => "waits for any child".into(),
             What::Signal { signal, to, code, result } => {
                 let from = match *code {
                     128 => ", from the kernel",
                     _ => "",
                 };
-                // The kernel's TRACE_SIGNAL_* results (include/trace/events/signal.h).
+                // The kernel's TRACE_SIGNAL_* results (include/trace/events/signal.h). Not
+                // queued (1) is prepare_signal's answer: the process is dying already
+                // (SIGNAL_GROUP_EXIT: "drop the signal"), or the signal is ignored (SIG_IGN,
+                // or a default of ignoring it, unblocked). SIGKILL cannot be ignored.
+                let dying = *signal == libc::SIGKILL || self.dying_before(i, *to);
                 let became = match (*result, *signal) {
                     (0, _) => "",
+                    (1, _) if dying => " (not queued: it is dying already)",
                     (1, libc::SIGCONT) => " (it continues as it is sent; nothing is queued)",
-                    (1, _) => " (not queued: its action is to ignore it)",
-                    (2, _) => " (one is pending already: the two are one)",
+                    (1, libc::SIGCHLD | libc::SIGURG | libc::SIGWINCH) => {
+                        " (not queued: ignored, as its default action is)"
+                    }
+                    (1, _) => " (not queued: ignored, or it is dying already)",
+                    (2, _) => " (one is pending already: this one merges with it)",
                     (3, _) => " (not queued: the queue is full)",
                     (4, _) => " (queued without its information)",
                     _ => " (not queued)",
                 };
-                format!("{} to {}{from}{became}", signal_name(*signal), self.process(*to))
+                format!("{} to {}{from}{became}", signal_name(*signal), process(*to))
             }
             What::Delivered { signal } => format!("takes {}", signal_name(*signal)),
             What::OomVictim { victim } => {
-                format!("the OOM killer chose {}", self.process(*victim))
+                format!("the OOM killer chose {}", process(*victim))
             }
             What::CgroupMade { path } => format!("made cgroup {path}"),
             What::CgroupRemoved { path } => format!("removed cgroup {path}"),
-            What::Moved { pid, path } => format!("moved {} into {path}", self.process(*pid)),
+            // cgroup_attach_task fires once the write to cgroup.procs is done, for the group's
+            // leader, even where the migration skipped it for having ended (PF_EXITING).
+            What::Moved { pid, path } if self.ended_before(i, *pid) => {
+                format!(
+                    "wrote {}'s pid to {path}'s cgroup.procs, but it had ended: nothing moved",
+                    process(*pid)
+                )
+            }
+            What::Moved { pid, path } => format!("moved {} into {path}", process(*pid)),
             What::Freeze { path, frozen } => {
                 format!("{} {path}", if *frozen { "freezes" } else { "thaws" })
             }
@@ -249,18 +297,34 @@ impl Timeline {
         }
     }
 
+    /// Whether `pid`, as event `at` names it, was seen to end before it.
+    pub fn ended_before(&self, at: usize, pid: Pid) -> bool {
+        let born = self.birth_of(pid, at).unwrap_or(0);
+        self.events[born..at].iter().any(|e| e.task == pid && matches!(e.what, What::Exit { .. }))
+    }
+
+    /// Whether `pid`, as event `at` names it, was seen to end, or to be sent SIGKILL, before.
+    fn dying_before(&self, at: usize, pid: Pid) -> bool {
+        let born = self.birth_of(pid, at).unwrap_or(0);
+        self.events[born..at].iter().any(|e| match e.what {
+            What::Exit { .. } => e.task == pid,
+            What::Signal { signal: libc::SIGKILL, to, .. } => to == pid,
+            _ => false,
+        })
+    }
+
     /// The timeline in words, one line an event, headed by what it is: the milliseconds, the
     /// process, the event and its words, two spaces or more apart.
     pub fn lines(&self) -> Vec<String> {
         let mut lines =
             vec![format!("{:>10}  {:<22}  {:<23}  {}", "ms", "process", "event", "what")];
-        for event in &self.events {
+        for (i, event) in self.events.iter().enumerate() {
             lines.push(format!(
                 "{:>10.3}  {:<22}  {:<23}  {}",
                 self.ms(event),
-                self.process(event.task).to_string(),
+                self.process_at(event.task, i).to_string(),
                 Timeline::kind(event),
-                self.words(event)
+                self.words(i)
             ));
         }
         lines
@@ -319,14 +383,41 @@ mod tests {
             at(4, 11, What::Refused { syscall: libc::SYS_clone3, errno: libc::EAGAIN }),
         ];
         let timeline = Timeline::new(events, p);
-        assert_eq!(timeline.process(c).to_string(), "child 11");
+        assert_eq!(timeline.process_at(c, 9).to_string(), "child 11");
         assert!(timeline.lines()[3].ends_with("makes child 11, with CLONE_PIDFD"));
-        assert_eq!(timeline.process(g).to_string(), "manager 12");
-        assert_eq!(timeline.process(Pid::from_raw(1)).to_string(), "init 1");
+        assert_eq!(timeline.process_at(g, 9).to_string(), "manager 12");
+        assert_eq!(timeline.process_at(Pid::from_raw(1), 0).to_string(), "init 1");
         let lines = timeline.lines();
         assert!(lines[1].contains("parent 10") && lines[1].ends_with("1. go"), "{lines:?}");
         assert!(lines[5].ends_with("SIGKILL to manager 12, from the kernel"), "{lines:?}");
         assert!(lines[6].ends_with("clone3 refused: EAGAIN"), "{lines:?}");
         assert!(lines[6].trim_start().starts_with("4.000"), "{lines:?}");
+    }
+
+    #[test]
+    fn a_pid_given_twice_is_two_processes_and_clone_parent_makes_a_sibling() {
+        let (p, c, g) = (Pid::from_raw(10), Pid::from_raw(11), Pid::from_raw(12));
+        let events = vec![
+            at(0, 10, What::NewTask { child: c, flags: 0 }),
+            at(1, 11, What::NewTask { child: g, flags: CLONE_PARENT }),
+            at(2, 11, What::Exit { group_dead: None }),
+            at(3, 10, What::Moved { pid: c, path: "/x".into() }),
+            at(4, 12, What::NewTask { child: c, flags: 0 }),
+            at(5, 11, What::Exit { group_dead: None }),
+        ];
+        let timeline = Timeline::new(events, p);
+        assert_eq!(timeline.process_at(g, 1).role, Role::Descendant(1), "CLONE_PARENT: a sibling");
+        assert_eq!(timeline.process_at(c, 2).born, Some(0));
+        assert_eq!(timeline.process_at(c, 5).born, Some(4));
+        assert_eq!(timeline.process_at(c, 5).role, Role::Descendant(2));
+        assert_eq!(timeline.processes().len(), 4, "{:?}", timeline.processes());
+        let lines = timeline.lines();
+        assert!(
+            lines[4].ends_with(
+                "wrote child 11's pid to /x's cgroup.procs, but it had ended: nothing moved"
+            ),
+            "{lines:?}"
+        );
+        assert!(lines[5].ends_with("makes grandchild 11"), "{lines:?}");
     }
 }

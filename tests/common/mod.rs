@@ -515,7 +515,7 @@ pub fn killed(run: &Run, summary: &Summary) {
     peak_reported(run, summary);
 }
 
-/// memory.peak is reported as a number, or as missing in the words the README promises.
+/// memory.peak is reported as a number, or as missing in the words the book promises.
 fn peak_reported(run: &Run, summary: &Summary) {
     match summary.get("peak") {
         Some("none") => {
