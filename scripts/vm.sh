@@ -22,7 +22,7 @@
 #                   point release has it); `host` off Debian [default: trixie; see kernels.sh]
 #   --cpus N        virtual CPUs [default: 1]
 #   --quick         test: leave out the stress test
-#   --stress-runs N test: runs of each memory scenario in the stress test [default: its own, 200]
+#   --stress-runs N test: runs of each memory scenario in the stress test [default: its own, 100]
 #   --no-build      use the binaries built last (test: and its initramfs, as `build` made it)
 #
 # The VM boots a stock kernel (scripts/kernels.sh fetches it with apt, unpacked, never

@@ -230,7 +230,7 @@ impl Tracing {
             record.instance,
             timeline.events.len()
         );
-        for note in &record.notes {
+        for note in record.notes.iter().chain(&timeline.notes()) {
             println!("    note: {note}");
         }
         for line in timeline.lines() {
@@ -241,7 +241,7 @@ impl Tracing {
             let release = nix::sys::utsname::uname()
                 .map(|u| u.release().to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let title = format!("{name}, as the kernel recorded it (Linux {release})");
+            let title = format!("{name}, Linux {release}");
             std::fs::write(file, svg::picture(&timeline, &title))
                 .map_err(|e| Error::io(&format!("failed to write {}", file.display()), e))?;
         }

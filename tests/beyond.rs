@@ -302,7 +302,7 @@ fn a_parent_pids_limit_binds_its_children_and_moves_are_not_refused() {
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn clone3_small_child_is_born_in_the_cgroup_and_survives() {
     let mount = require_cgroup2();
-    let peaks = repeat_memory_scenario("clone3_into_cgroup_memory", 20, |run, summary| {
+    let peaks = repeat_memory_scenario("clone3_into_cgroup_memory", 10, |run, summary| {
         survived(run, summary);
         assert!(run.stdout.contains("/cgroup says /clone-cgroup-"), "{run}");
         assert!(run.stdout.contains("waitid(P_PIDFD): Exited(Pid("), "{run}");
@@ -317,7 +317,7 @@ fn clone3_small_child_is_born_in_the_cgroup_and_survives() {
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn clone3_big_child_is_oom_killed() {
-    repeat_memory_scenario("clone3_into_cgroup_memory_fail", 20, killed);
+    repeat_memory_scenario("clone3_into_cgroup_memory_fail", 10, killed);
 }
 
 #[test]

@@ -180,7 +180,7 @@ fn delayed_big_child_is_oom_killed_whenever_the_bet_is_won() {
 fn signal_synced_small_child_survives_and_says_done_every_time() {
     let mount = require_cgroup2();
     let allowed = expected_peaks(&mount, &["4096", "8192"]);
-    let peaks = repeat_memory_scenario("clone_wait_signal_cgroup_memory", 20, |run, summary| {
+    let peaks = repeat_memory_scenario("clone_wait_signal_cgroup_memory", 10, |run, summary| {
         survived(run, summary);
         assert_eq!(summary.get("done_signal"), Some("true"), "{run}");
     });
@@ -191,7 +191,7 @@ fn signal_synced_small_child_survives_and_says_done_every_time() {
 #[test]
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn signal_synced_big_child_is_oom_killed_every_time() {
-    repeat_memory_scenario("clone_wait_signal_cgroup_memory_fail", 20, |run, summary| {
+    repeat_memory_scenario("clone_wait_signal_cgroup_memory_fail", 10, |run, summary| {
         killed(run, summary);
         assert_eq!(summary.get("done_signal"), Some("false"), "{run}");
     });

@@ -1,6 +1,6 @@
 //! Every memory scenario, many times in one boot and many at once: outcomes tallied, none
 //! unexpected, nothing left behind by any run. STRESS_RUNS sets the runs per scenario (default
-//! 200), STRESS_JOBS how many run at the same time (default 8). Needs root and cgroup v2: runs
+//! 100), STRESS_JOBS how many run at the same time (default 8). Needs root and cgroup v2: runs
 //! in the VM.
 
 use std::collections::BTreeMap;
@@ -35,7 +35,7 @@ fn kernel_log_of(run: &Run) -> String {
 #[ignore = "needs root and a cgroup v2 memory controller: scripts/vm.sh test runs it"]
 fn every_memory_scenario_many_times_in_one_boot() {
     let mount = require_cgroup2();
-    let runs = from_env("STRESS_RUNS", 200);
+    let runs = from_env("STRESS_RUNS", 100);
     let jobs = from_env("STRESS_JOBS", 8);
     // STRESS_SCENARIOS narrows the run to some scenarios, when chasing a rare outcome.
     let only = std::env::var("STRESS_SCENARIOS").unwrap_or_default();

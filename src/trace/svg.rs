@@ -9,10 +9,11 @@
 //! `<title>`s that a browser shows on hover.
 //!
 //! Where a lane's cgroup comes from: a child made without `CLONE_INTO_CGROUP` starts in its
-//! parent's; a move (`cgroup_attach_task`) changes it. A child made with it starts in the
-//! cgroup its parent named, which no event names; the trace shows it only where the birth
-//! made that cgroup populated (`cgroup_notify_populated`, fired by the parent just before
-//! `task_newtask`). Elsewhere the lane says it does not know.
+//! parent's; a move (`cgroup_attach_task`) changes it, for the leader the event names and
+//! every thread of its group. A child made with `CLONE_INTO_CGROUP` starts in the cgroup the
+//! program's `(clone3)` line names; failing that, in the one its birth made populated
+//! (`cgroup_notify_populated`, fired by the parent just before `task_newtask`); failing both,
+//! the lane says it does not know.
 
 use std::fmt::Write as _;
 
@@ -101,13 +102,13 @@ impl Labels {
     /// Where a label of `text` (10 px type) goes, asked for at (`x`, `y`), left-aligned: moved
     /// left of `x` where it would cross the right edge, and down past the labels it would cover.
     fn place(&mut self, x: f64, y: f64, text: &str) -> (f64, f64) {
-        let width = text.chars().count() as f64 * 5.8;
+        let width = text.chars().count() as f64 * 6.3;
         let x = if x + width > self.right_edge { x - width - 16.0 } else { x };
         let mut y = y;
         while self
             .taken
             .iter()
-            .any(|&(l, r, b)| x < r + 3.0 && l < x + width + 3.0 && (b - y).abs() < 11.0)
+            .any(|&(l, r, b)| x < r + 5.0 && l < x + width + 5.0 && (b - y).abs() < 11.0)
         {
             y += 11.0;
         }
@@ -224,7 +225,19 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
     let small = lanes.height < 30.0;
     let refusals =
         timeline.events.iter().filter(|e| matches!(e.what, What::Refused { .. })).count();
-    let legend_rows = 2 + named.len() + usize::from(unnamed_seen) + usize::from(refusals > 0);
+    let ended_moves = timeline
+        .events
+        .iter()
+        .enumerate()
+        .filter(
+            |(i, e)| matches!(e.what, What::Moved { pid, .. } if timeline.ended_before(*i, pid)),
+        )
+        .count();
+    let legend_rows = 3
+        + usize::from(ended_moves > 0)
+        + named.len()
+        + usize::from(unnamed_seen)
+        + usize::from(refusals > 0);
     let height = lanes.bottom() + 46.0 + legend_rows as f64 * 16.0 + 10.0;
     let width = LEFT + PLOT + 30.0;
     let mut svg = String::new();
@@ -386,7 +399,14 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
                 let near =
                     labelled.iter().any(|&(l, s, lx)| l == lane && s == *signal && ex - lx < 60.0);
                 if !chld && !near {
-                    let label_y = if own { y1 - 14.0 } else { (y1 + y2) / 2.0 + 4.0 };
+                    // Near the receiver's end of the arrow, so that it reads as the receiver's.
+                    let label_y = if own {
+                        y1 - 14.0
+                    } else if y2 > y1 {
+                        y2 - 8.0
+                    } else {
+                        y2 + 16.0
+                    };
                     let name = signal_name(*signal);
                     let (lx, ly) = labels.place(ex + 12.0, label_y, &name);
                     let _ = writeln!(
@@ -420,23 +440,27 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
                     ey - 4.0
                 );
             }
-            What::Refused { syscall, errno } if refusals <= LABELLED_REFUSALS => {
-                let text =
-                    format!("{}: {:?}", call_name(*syscall), nix::errno::Errno::from_raw(*errno));
-                let (lx, ly) = labels.place(ex - 20.0, ey + 13.0, &text);
-                let _ = writeln!(
-                    svg,
-                    r##"<text x="{lx:.1}" y="{ly:.1}" fill="#c62828" font-size="10">{text}<title>{title}</title></text>"##
-                );
-            }
-            What::Refused { .. } => {
-                // Too many to name each: a red tick, its errno on hover.
+            What::Refused { syscall, errno } => {
+                // A red tick at its moment; its errno beside it, where there are few enough
+                // to name each (else on hover).
                 let _ = writeln!(
                     svg,
                     r##"<line x1="{ex:.1}" y1="{:.1}" x2="{ex:.1}" y2="{:.1}" stroke="#c62828" stroke-width="2"><title>{title}</title></line>"##,
                     ey + 3.0,
                     ey + 12.0
                 );
+                if refusals <= LABELLED_REFUSALS {
+                    let text = format!(
+                        "{}: {:?}",
+                        call_name(*syscall),
+                        nix::errno::Errno::from_raw(*errno)
+                    );
+                    let (lx, ly) = labels.place(ex + 3.0, ey + 21.0, &text);
+                    let _ = writeln!(
+                        svg,
+                        r##"<text x="{lx:.1}" y="{ly:.1}" fill="#c62828" font-size="10">{text}<title>{title}</title></text>"##
+                    );
+                }
             }
             _ => {}
         }
@@ -451,7 +475,7 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
     );
     let _ = writeln!(
         svg,
-        r##"<text x="12" y="{:.1}" fill="#333">ms (gaps compressed)</text>"##,
+        r##"<text x="12" y="{:.1}" fill="#333" font-size="11">ms (gaps compressed)</text>"##,
         axis + 16.0
     );
     let mut last_tick = f64::MIN;
@@ -499,8 +523,19 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
         row += 16.0;
         let _ = writeln!(
             svg,
-            r##"<text x="12" y="{row}" font-size="11" fill="#c62828">{first}</text><text x="{:.1}" y="{row}" font-size="11" fill="#333">: a call that makes a process, refused, with its errno</text>"##,
-            14.0 + first.len() as f64 * 6.2
+            r##"<line x1="26" y1="{0}" x2="26" y2="{1}" stroke="#c62828" stroke-width="2"/><text x="48" y="{2}" font-size="11" fill="#333"><tspan fill="#c62828">{first}</tspan>: a call that makes a process, refused, with its errno</text>"##,
+            row - 12.0,
+            row - 2.0,
+            row
+        );
+    }
+    if ended_moves > 0 {
+        row += 16.0;
+        let _ = writeln!(
+            svg,
+            r##"<circle cx="26" cy="{0}" r="4.5" fill="#ffffff" stroke="#999999" stroke-width="2" stroke-dasharray="2,2"/><text x="48" y="{1}" font-size="11" fill="#333">its pid written to a cgroup.procs after its end: nothing moved</text>"##,
+            row - 4.0,
+            row
         );
     }
     let mut key = |svg: &mut String, colour: &str, dash: &str, text: &str| {
@@ -513,6 +548,12 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
             escape(text)
         );
     };
+    key(
+        &mut svg,
+        NO_CGROUP_OF_OURS,
+        "",
+        "in the cgroup the program started in (none of the story's own)",
+    );
     for path in &named {
         key(&mut svg, colour(&Place::Named(path.clone())), "", &format!("in cgroup {path}"));
     }
@@ -521,8 +562,7 @@ pub fn picture(timeline: &Timeline, title: &str) -> String {
             &mut svg,
             NO_CGROUP_OF_OURS,
             r#" stroke-dasharray="5,3""#,
-            "born with CLONE_INTO_CGROUP into a cgroup this trace does not name (only the birth \
-             that makes a cgroup populated names it)",
+            "born with CLONE_INTO_CGROUP into a cgroup this trace does not name",
         );
     }
     svg.push_str("</svg>\n");

@@ -149,6 +149,27 @@ impl Timeline {
         timeline
     }
 
+    /// What a reader of this timeline should know beside its events: pids given to more than
+    /// one process, whose later process the trace may have lost.
+    pub fn notes(&self) -> Vec<String> {
+        let reused: Vec<String> = self
+            .births
+            .iter()
+            .filter(|(_, births)| births.len() > 1)
+            .map(|(pid, _)| pid.to_string())
+            .collect();
+        if reused.is_empty() {
+            return Vec::new();
+        }
+        vec![format!(
+            "pid {} went to more than one process in this run: the trace forgets a pid when the \
+             task that had it is freed (sched_process_free, an RCU grace period after its reaping), \
+             which can come after the pid's next process was born; that process's later events \
+             may be missing",
+            reused.join(", ")
+        )]
+    }
+
     /// The birth of the process `pid` names at event `at`: the last before it (or the first,
     /// for an event before any, the process's own birth events included).
     pub fn birth_of(&self, pid: Pid, at: usize) -> Option<usize> {
@@ -411,6 +432,7 @@ mod tests {
         assert_eq!(timeline.process_at(c, 5).born, Some(4));
         assert_eq!(timeline.process_at(c, 5).role, Role::Descendant(2));
         assert_eq!(timeline.processes().len(), 4, "{:?}", timeline.processes());
+        assert!(timeline.notes()[0].starts_with("pid 11 went to more than one process"));
         let lines = timeline.lines();
         assert!(
             lines[4].ends_with(
