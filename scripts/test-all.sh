@@ -146,8 +146,9 @@ for arch in "${arches[@]}"; do
     for cpus in "${cpu_counts[@]}"; do
         for line in "${usable[@]}"; do
             # A point release kept beside its line's newest kernel is booted once, for what it
-            # shows that the newer does not (scripts/kernels.sh says what).
-            case $line in *-point) [ "$cpus" = 2 ] || continue ;; esac
+            # shows that the newer does not (scripts/kernels.sh says what), with the fewest
+            # CPUs: then it runs beside another boot rather than alone.
+            case $line in *-point) [ "$cpus" = "${cpu_counts[0]}" ] || continue ;; esac
             queue+=("$arch:$line:$cpus")
         done
     done

@@ -158,11 +158,12 @@ echo "@@vm-done"
 poweroff -f
 '
 
-# The test task, in two parts. First every test executable at once, each with several test
-# threads, all but the stress test and the delayed pair's claims. Then, on an otherwise idle
-# machine, those two: the delayed pair bets that a child is parked by half its delay, which a
-# busy machine can make it lose (the scenario then says so), and the stress test runs many
-# scenarios at once itself. Each executable's output is kept apart and shown whole.
+# The test task, in three parts. First every test executable at once, each with several test
+# threads, all but the stress test and the delayed pair's claims. Then the stress test, which
+# runs many scenarios at once itself, as soon as all but the trace tests have ended. Last, on
+# an otherwise idle machine, the delayed pair's claims: it bets that a child is parked by half
+# its delay, which a busy machine can make it lose (the scenario then says so). Each
+# executable's output is kept apart and shown whole.
 guest_test_task='started=$(cut -d" " -f1 /proc/uptime)
 # The memory controller turns on some of its code by patching the running kernel (static
 # keys): kernel-memory accounting when the first memory cgroup comes online, socket and BPF
@@ -180,28 +181,33 @@ show() {
     wait "$2"; rc=$?
     echo "@@test-begin $1"
     cat "/tmp/out.$1"
-    echo "@@test-end $1 rc=$rc"
+    echo "@@test-end $1 rc=$rc at=$(awk -v s="$started" "{ printf \"%d\", \$1 - s }" /proc/uptime)s"
     runs=$((runs + 1))
 }
+# Each executable'"'"'s list of tests, read once and before any of them starts: a list read
+# while the others run waits seconds for a CPU, and delays the executable it is read for.
+for t in /tests/*; do "$t" --list > "/tmp/list.${t##*/}" 2>/dev/null; done
+listed() { grep -qx "$2: test" "/tmp/list.${1##*/}"; }
 # The delayed pair'"'"'s claims, by their whole names: --skip and filters match any part of a
 # name, and "delayed_" alone also matched tests that merely mention the delayed child.
-delayed_tests() { "$1" --list 2>/dev/null | sed -n "s/^\(delayed_[a-z0-9_]*\): test$/\1/p"; }
+delayed_tests() { sed -n "s/^\(delayed_[a-z0-9_]*\): test$/\1/p" "/tmp/list.${1##*/}"; }
 # With one CPU, the traced runs of every lesson are left to the same kernel'"'"'s two-CPU boot:
 # what they prove does not depend on the CPUs, and here they only repeated it. Each test left
 # is named (@@test-left), never counted as run.
 one_cpu_leaves="every_lesson_traced_ends_as_untraced_and_its_trace_holds_its_events delayed_pair_traced_ends_as_untraced_its_bet_included"
 left_here() {
     [ "$(nproc)" = 1 ] || return 0
-    for l in $one_cpu_leaves; do
-        "$1" --list 2>/dev/null | grep -qx "$l: test" && echo "$l"
-    done
+    for l in $one_cpu_leaves; do listed "$1" "$l" && echo "$l"; done
 }
 for t in /tests/*; do
     for l in $(left_here "$t"); do echo "@@test-left ${t##*/}: $l (one CPU: the two-CPU boot runs it)"; done
 done
-for t in /tests/*; do
+# The trace tests start first: their runs take turns in the kernel (a tracefs instance is
+# made under one lock), so they are the longest part wherever they run in full.
+for t in /tests/trace-* /tests/*; do
     name=${t##*/}
     case $name in stress-*) continue ;; esac
+    [ -e "$t" ] && [ ! -e "/tmp/pid.$name" ] || continue
     skips=$( { delayed_tests "$t"; left_here "$t"; } | sort -u | sed "s/^/--skip /")
     # shellcheck disable=SC2086
     (cd /tmp && exec "$t" $args $filters $skips) > "/tmp/out.$name" 2>&1 &
@@ -209,21 +215,34 @@ for t in /tests/*; do
 done
 for t in /tests/*; do
     name=${t##*/}
+    case $name in trace-*) continue ;; esac
     [ -e "/tmp/pid.$name" ] && show "$name" "$(cat "/tmp/pid.$name")"
 done
+# The stress test starts as soon as the others have ended, beside the trace tests'"'"' remainder:
+# where a kernel makes its instances slowly (6.1, without eventfs) that remainder is long, and
+# mostly one CPU waiting on that lock.
+for t in /tests/stress-*; do
+    [ -e "$t" ] || continue
+    if [ "$QUICK" = 1 ]; then echo "@@test-skipped ${t##*/} (quick mode)"; continue; fi
+    # shellcheck disable=SC2086
+    (cd /tmp && exec "$t" $args $filters) > "/tmp/out.${t##*/}" 2>&1 &
+    echo "$!" > "/tmp/pid.${t##*/}"
+done
+for t in /tests/trace-* /tests/stress-*; do
+    name=${t##*/}
+    [ -e "/tmp/pid.$name" ] && show "$name" "$(cat "/tmp/pid.$name")"
+done
+# Then the delayed pair'"'"'s claims, alone.
 for t in /tests/*; do
     name=${t##*/}
-    case $name in
-        stress-*) [ "$QUICK" = 1 ] && { echo "@@test-skipped $name (quick mode)"; continue; }
-                  set -- $filters ;;
-        *) set -- $(delayed_tests "$t" | grep -vxF "$(left_here "$t")")
-           # Test arguments name tests: only the delayed ones among them run here.
-           if [ -n "$filters" ]; then
-               set -- $(for d in "$@"; do for f in $filters; do case $d in *"$f"*) echo "$d"; break ;; esac; done; done)
-           fi
-           [ $# -gt 0 ] || continue
-           name=$name:delayed ;;
-    esac
+    case $name in stress-*) continue ;; esac
+    set -- $(delayed_tests "$t" | grep -vxF "$(left_here "$t")")
+    # Test arguments name tests: only the delayed ones among them run here.
+    if [ -n "$filters" ]; then
+        set -- $(for d in "$@"; do for f in $filters; do case $d in *"$f"*) echo "$d"; break ;; esac; done; done)
+    fi
+    [ $# -gt 0 ] || continue
+    name=$name:delayed
     # shellcheck disable=SC2086
     (cd /tmp && exec "$t" $args "$@") > "/tmp/out.$name" 2>&1 &
     show "$name" "$!"
