@@ -20,7 +20,7 @@
 #      because a child that starts on another CPU at once behaves differently (see
 #      clone3::RseqPause); and the other architecture's kernels (arm64: 6.1, 6.12 and the
 #      newest) with two CPUs, emulated, their stress test shortened to OTHER_ARCH_STRESS_RUNS
-#      (default 20) runs of each memory scenario. Several VMs run at once, never more virtual CPUs than this host
+#      (default 10) runs of each memory scenario. Several VMs run at once, never more virtual CPUs than this host
 #      has cores. Elsewhere (Ubuntu), the distribution's own kernel for the host's
 #      architecture only, and it says so.
 #
@@ -165,14 +165,14 @@ declare -A cpus_of=() began_at=() seconds_of=() status_of=()
 free=$cores
 next=0
 running=0
-# The stress test's 60 runs of each memory scenario per kernel of the host's architecture:
+# The stress test's 40 runs of each memory scenario per kernel of the host's architecture:
 # half with one CPU, half with two. The other architecture, emulated, is slower: fewer runs
 # there. (Each memory scenario also runs 10 or 20 times in each boot's own claims, and
 # traced: the stress test is what the suite repeats most, and where the time for the traced
 # runs came from: it was 200 and 40, and the claims' repeats 20.)
 vm_args=(--no-build)
 [ "$quick" = 1 ] && vm_args+=(--quick)
-stress_runs() { if [ "$1" = "$host_arch" ]; then echo $((60 / (quick ? 1 : 2))); else echo "${OTHER_ARCH_STRESS_RUNS:-20}"; fi; }
+stress_runs() { if [ "$1" = "$host_arch" ]; then echo $((40 / (quick ? 1 : 2))); else echo "${OTHER_ARCH_STRESS_RUNS:-10}"; fi; }
 # A job's parts and its log: ARCH:LINE:CPUS.
 job_arch() { echo "${1%%:*}"; }
 job_line() { local rest=${1#*:}; echo "${rest%:*}"; }
