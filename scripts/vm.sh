@@ -45,7 +45,8 @@
 # Exit status: 0 all passed (or the demo/command ran); 1 a test or the command failed, or
 # the VM never finished; 2 the VM cannot run here (the message says why and what to
 # install). A boot that shows no sign of life by VM_UP_TIMEOUT, or whose guest kernel
-# oopses, is retried once before it counts as a failure. The last line on standard error
+# oopses, is retried once before it counts as a failure (one that crashes while booting,
+# before anything ran, up to twice). The last line on standard error
 # counts the boots and the retries: `vm.sh: boots=N retried=M`.
 set -euo pipefail
 
@@ -135,13 +136,19 @@ mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
 # CLONE_INTO_CGROUP at one; where this kernel mounts none, that case says so.
 mkdir /tmp/cgroup-v1 && { mount -t cgroup -o none,name=clone-cgroup cgroup /tmp/cgroup-v1 2>/dev/null || rmdir /tmp/cgroup-v1; }
 # Enabling a trace event, or a trace'"'"'s pid filter, turns on code by patching the running
-# kernel (static keys), as the memory controller does (see the test task): under TCG a CPU
-# running code another CPU patches can take the patch'"'"'s int3 for a fault (seen on 7.2, two
-# CPUs, as --trace started). So an instance that records nothing (tracing_on 0) keeps every
-# event --trace uses, and a pid filter, enabled until poweroff: a run'"'"'s own instance then
-# only adds to what is on, and nothing is patched.
-keys=/sys/kernel/tracing/instances/vm-static-keys
-if mkdir "$keys" 2>/dev/null; then
+# kernel, as the memory controller does (see the test task): under TCG a CPU running code
+# another CPU patches can take the patch'"'"'s int3 for a fault. Two kinds of patch: a
+# tracepoint'"'"'s static key, when its first probe comes (seen on 7.2, two CPUs, as --trace
+# started), and its static call, which calls a lone probe directly and two or more through
+# an iterator, so it is patched when the count goes between one and two (tracepoint_update_call,
+# kernel/tracepoint.c; seen on 6.12, two CPUs, at the call to the sys_exit tracepoint in
+# syscall_exit_to_user_mode_prepare). Each instance adds its own probe. So two instances that
+# record nothing (tracing_on 0) keep every event --trace uses, and a pid filter, enabled
+# until poweroff: a run'"'"'s own instance takes the count from two to three and back, where
+# the call stays on the iterator and x86'"'"'s __static_call_transform finds nothing to patch.
+for keeper in vm-static-keys vm-static-calls; do
+    keys=/sys/kernel/tracing/instances/$keeper
+    mkdir "$keys" 2>/dev/null || continue
     echo 0 > "$keys/tracing_on"; echo 1 > "$keys/options/event-fork"; echo 1 > "$keys/set_event_pid"
     for event in task/task_newtask sched/sched_process_fork sched/sched_process_exec \
         sched/sched_process_exit sched/sched_process_wait signal/signal_generate \
@@ -150,7 +157,7 @@ if mkdir "$keys" 2>/dev/null; then
         cgroup/cgroup_freeze cgroup/cgroup_unfreeze cgroup/cgroup_notify_frozen; do
         [ -e "$keys/events/$event/enable" ] && echo 1 > "$keys/events/$event/enable"
     done
-fi
+done
 export PATH=/bin HOME=/tmp RUST_BACKTRACE=1
 echo "@@vm-up $(uname -r) cpus=$(nproc) controllers=$(tr " " , < /sys/fs/cgroup/cgroup.controllers)"
 . /task
@@ -372,30 +379,43 @@ boot() {
 }
 
 boot_with_retry() {
-    if boot "$@"; then return 0; fi
-    # qemu boots an ELF kernel only through PVH; a kernel built without it boots as a bzImage.
-    if grep -q 'PVH ELF Note' "$1" && [ -e "${kernel%/*}/bzimage" ]; then
-        say "$where: this kernel has no PVH entry point; booting its bzImage"
-        kernel=${kernel%/*}/bzimage
-        if boot "$@"; then return 0; fi
-    fi
-    # A guest kernel that oopsed or panicked is the emulator's doing unless it happens again
-    # (see the static keys in the test task): kept apart, said, and retried once.
-    if grep -qE '^\[ *[0-9.]+\] (Oops:|Kernel panic)' "$1"; then
-        cp "$1" "$1.oops"
-        say "$where: the guest kernel crashed ($(grep -m1 -oE '(Oops|Kernel panic)[^[]*' "$1" \
-            | head -c 80)); log kept as $1.oops; retrying once"
+    local crashed_booting=0 crashed_running=0 silent=0 when bzimage=${kernel%/*}/bzimage
+    rm -f "$1.oops"
+    while ! boot "$@"; do
+        # qemu boots an ELF kernel only through PVH; a kernel built without it boots as a
+        # bzImage.
+        if grep -q 'PVH ELF Note' "$1" && [ -e "$bzimage" ] && [ "$kernel" != "$bzimage" ]; then
+            say "$where: this kernel has no PVH entry point; booting its bzImage"
+            kernel=$bzimage
+            continue
+        fi
+        # A guest kernel that oopsed or panicked is the emulator's doing unless it happens
+        # again (see the static keys in the test task): kept apart, said, and retried once.
+        # One that crashed while booting, before /init said it was up, ran nothing of the
+        # suite (the kernel patches itself as it boots, too): retried up to twice.
+        if grep -qE '^\[ *[0-9.]+\] (Oops:|Kernel panic)' "$1"; then
+            cat "$1" >> "$1.oops"
+            if grep -q '^@@vm-up' "$1"; then
+                crashed_running=$((crashed_running + 1)) when=""
+                [ "$crashed_running" -le 1 ] || return 1
+            else
+                crashed_booting=$((crashed_booting + 1)) when=" while booting, before anything ran"
+                [ "$crashed_booting" -le 2 ] || return 1
+            fi
+            say "$where: the guest kernel crashed$when ($(grep -m1 -oE '(Oops|Kernel panic)[^[]*' "$1" \
+                | head -c 80)); log kept in $1.oops; retrying"
+            retries=$((retries + 1))
+            continue
+        fi
+        if grep -q '^@@vm-up' "$1"; then
+            say "$where: the VM started but did not finish (log: $1)"
+            return 1
+        fi
+        silent=$((silent + 1))
+        [ "$silent" -le 1 ] || return 1
+        say "$where: the VM printed no result; retrying once"
         retries=$((retries + 1))
-        boot "$@"
-        return
-    fi
-    if grep -q '^@@vm-up' "$1"; then
-        say "$where: the VM started but did not finish (log: $1)"
-        return 1
-    fi
-    say "$where: the VM printed no result; retrying once"
-    retries=$((retries + 1))
-    boot "$@"
+    done
 }
 
 # Boots and retries of this invocation, reported on exit (scripts/test-all.sh adds them up).
