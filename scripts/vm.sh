@@ -397,10 +397,10 @@ boot_with_retry() {
             cat "$1" >> "$1.oops"
             if grep -q '^@@vm-up' "$1"; then
                 crashed_running=$((crashed_running + 1)) when=""
-                [ "$crashed_running" -le 1 ] || return 1
+                [ "$crashed_running" -le 1 ] || { say "$where: the guest kernel crashed again; every crashed boot's log is in $1.oops"; return 1; }
             else
                 crashed_booting=$((crashed_booting + 1)) when=" while booting, before anything ran"
-                [ "$crashed_booting" -le 2 ] || return 1
+                [ "$crashed_booting" -le 2 ] || { say "$where: the guest kernel crashed while booting three times; their logs are in $1.oops"; return 1; }
             fi
             say "$where: the guest kernel crashed$when ($(grep -m1 -oE '(Oops|Kernel panic)[^[]*' "$1" \
                 | head -c 80)); log kept in $1.oops; retrying"
@@ -412,7 +412,7 @@ boot_with_retry() {
             return 1
         fi
         silent=$((silent + 1))
-        [ "$silent" -le 1 ] || return 1
+        [ "$silent" -le 1 ] || { say "$where: the VM printed no result again (log: $1)"; return 1; }
         say "$where: the VM printed no result; retrying once"
         retries=$((retries + 1))
     done
