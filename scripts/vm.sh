@@ -146,7 +146,10 @@ mkdir /tmp/cgroup-v1 && { mount -t cgroup -o none,name=clone-cgroup cgroup /tmp/
 # record nothing (tracing_on 0) keep every event --trace uses, and a pid filter, enabled
 # until poweroff: a run'"'"'s own instance takes the count from two to three and back, where
 # the call stays on the iterator and x86'"'"'s __static_call_transform finds nothing to patch.
-for keeper in vm-static-keys vm-static-calls; do
+# With one CPU no other CPU can run the code being patched: one keeper is enough there.
+keepers=vm-static-keys
+[ "$(nproc)" -gt 1 ] && keepers="$keepers vm-static-calls"
+for keeper in $keepers; do
     keys=/sys/kernel/tracing/instances/$keeper
     mkdir "$keys" 2>/dev/null || continue
     echo 0 > "$keys/tracing_on"; echo 1 > "$keys/options/event-fork"; echo 1 > "$keys/set_event_pid"
@@ -202,9 +205,15 @@ delayed_tests() { sed -n "s/^\(delayed_[a-z0-9_]*\): test$/\1/p" "/tmp/list.${1#
 # what they prove does not depend on the CPUs, and here they only repeated it. Each test left
 # is named (@@test-left), never counted as run.
 one_cpu_leaves="every_lesson_traced_ends_as_untraced_and_its_trace_holds_its_events delayed_pair_traced_ends_as_untraced_its_bet_included"
+# Test arguments name tests, as parts of their names.
+selected() {
+    [ -n "$filters" ] || return 0
+    for f in $filters; do case $1 in *"$f"*) return 0 ;; esac; done
+    return 1
+}
 left_here() {
     [ "$(nproc)" = 1 ] || return 0
-    for l in $one_cpu_leaves; do listed "$1" "$l" && echo "$l"; done
+    for l in $one_cpu_leaves; do listed "$1" "$l" && selected "$l" && echo "$l"; done
 }
 for t in /tests/*; do
     for l in $(left_here "$t"); do echo "@@test-left ${t##*/}: $l (one CPU: the two-CPU boot runs it)"; done
@@ -243,11 +252,7 @@ done
 for t in /tests/*; do
     name=${t##*/}
     case $name in stress-*) continue ;; esac
-    set -- $(delayed_tests "$t" | grep -vxF "$(left_here "$t")")
-    # Test arguments name tests: only the delayed ones among them run here.
-    if [ -n "$filters" ]; then
-        set -- $(for d in "$@"; do for f in $filters; do case $d in *"$f"*) echo "$d"; break ;; esac; done; done)
-    fi
+    set -- $(for d in $(delayed_tests "$t" | grep -vxF "$(left_here "$t")"); do selected "$d" && echo "$d"; done)
     [ $# -gt 0 ] || continue
     name=$name:delayed
     # shellcheck disable=SC2086
